@@ -1,0 +1,72 @@
+# Passos Mágicos — Ponto de Virada. `make run` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+CLI := $(VENV)/bin/passos-magicos
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+export MLFLOW_DISABLE_TELEMETRY := true
+MODEL_NAME ?= passos-magicos-ponto-virada
+PEDE_DATA_DIR ?= $(abspath ../shared/data/pede)
+
+.PHONY: help setup run train predict api dashboard test test-cov lint format bench docker-up docker-down clean
+
+help: ## Lista os alvos
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras --python python3.11
+	@touch $@
+
+setup: $(VENV)/.synced ## Cria o ambiente .venv com todas as dependências (uv.lock)
+
+run: setup ## Job principal nos padrões embutidos: treina, registra, pontua o último ciclo
+	$(CLI) train
+	$(CLI) predict --output data/previsoes.csv --model-uri "models:/$(MODEL_NAME)@staging"
+
+train: setup ## Treina com PEDE_DATA_PATH (ou dados sintéticos) e registra no MLflow
+	$(CLI) train
+
+predict: setup ## Pontua o ciclo mais recente com o modelo do alias de MLFLOW_MODEL_STAGE
+	$(CLI) predict --output data/previsoes.csv
+
+api: ## API FastAPI (ainda não disponível nesta versão)
+	@echo "erro: a API de serving ainda não faz parte desta versão (issue #3)" >&2; exit 1
+
+dashboard: ## Dashboard Streamlit (ainda não disponível nesta versão)
+	@echo "erro: o dashboard ainda não faz parte desta versão (issue #5)" >&2; exit 1
+
+test: setup ## Testes (sobe PostgreSQL; S3 e MLflow server sobem nos próprios testes)
+	scripts/provision-services.sh
+	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(VENV)/bin/pytest
+
+test-cov: setup ## Testes com cobertura (mínimo 90%)
+	scripts/provision-services.sh
+	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(VENV)/bin/pytest --cov --cov-report=term --cov-fail-under=90
+
+lint: setup ## ruff (lint e formato) e mypy estrito
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: setup ## Formata e corrige o que o ruff sabe corrigir
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: setup ## Benchmarks (tempo e memória do treino nos dados reais)
+	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_train.py auto random_forest
+	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_models.py
+
+docker-up: ## Stack Docker Compose (ainda não disponível nesta versão)
+	@echo "erro: docker-compose.yml ainda não faz parte desta versão (issue #6)" >&2; exit 1
+
+docker-down: ## Derruba a stack Docker Compose (ainda não disponível nesta versão)
+	@echo "erro: docker-compose.yml ainda não faz parte desta versão (issue #6)" >&2; exit 1
+
+clean: ## Apaga artefatos locais (data/, models/, mlruns/)
+	rm -rf data models mlruns

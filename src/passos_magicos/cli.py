@@ -1,0 +1,321 @@
+"""`passos-magicos`: one subcommand per lifecycle stage. Messages are in Portuguese (users);
+progress goes to stderr, results to stdout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from passos_magicos.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="Plataforma MLOps Ponto de Virada — Associação Passos Mágicos.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(
+    help="Dados da PEDE: gerar sintéticos e validar arquivos.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+EXIT_DATA = 2
+EXIT_REGISTRY = 3
+
+DataOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--data",
+        help="Arquivo CSV/XLSX da PEDE (caminho local ou s3://…); repita para vários. "
+        "Padrão: PEDE_DATA_PATH ou os dados sintéticos embutidos.",
+    ),
+]
+
+
+class ModelChoice(StrEnum):
+    random_forest = "random_forest"
+    logistic_regression = "logistic_regression"
+    hist_gradient_boosting = "hist_gradient_boosting"
+    auto = "auto"
+
+
+class SynthFormat(StrEnum):
+    csv = "csv"
+    xlsx = "xlsx"
+
+
+class AliasChoice(StrEnum):
+    production = "production"
+    staging = "staging"
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"erro: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Known failures become one clear line and an exit code, never a traceback."""
+    from passos_magicos.data.schema import DataFormatError
+    from passos_magicos.features import LeakageError
+
+    try:
+        yield
+    except (DataFormatError, LeakageError) as exc:
+        raise _fail(str(exc), EXIT_DATA) from None
+    except Exception as exc:
+        from passos_magicos.registry import RegistryError
+        from passos_magicos.training.train import TrainingError
+
+        if isinstance(exc, TrainingError):
+            raise _fail(str(exc), EXIT_DATA) from None
+        if isinstance(exc, RegistryError):
+            raise _fail(str(exc), EXIT_REGISTRY) from None
+        if type(exc).__name__ == "MlflowException" or isinstance(exc, ConnectionError):
+            raise _fail(
+                f"MLflow indisponível ou recusou a operação: {exc}", EXIT_REGISTRY
+            ) from None
+        raise
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("passos_magicos").setLevel(settings.LOG_LEVEL)
+    # MLflow's own INFO lines ("Created version…") repeat what we print in Portuguese.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    return settings
+
+
+def _data_uris(settings: Settings, given: list[str] | None) -> list[str]:
+    from passos_magicos.data.dataset import resolve_data_uris
+
+    uris = resolve_data_uris(
+        given,
+        settings.PEDE_DATA_PATH,
+        settings.DATA_DIR,
+        settings.SYNTH_STUDENTS,
+        settings.RANDOM_SEED,
+    )
+    if not given and not settings.PEDE_DATA_PATH:
+        typer.echo(f"usando dados sintéticos embutidos: {uris[0]}", err=True)
+    return uris
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+@data_app.command("synth")
+def data_synth(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Arquivo a escrever.")],
+    students: Annotated[int, typer.Option(min=50, help="Alunos na população.")] = 1400,
+    seed: Annotated[int, typer.Option(help="Semente (mesma semente, mesmo arquivo).")] = 42,
+    fmt: Annotated[
+        SynthFormat, typer.Option("--format", help="csv (2020-2022) ou xlsx (2022-2024).")
+    ] = SynthFormat.csv,
+    years: Annotated[
+        list[int] | None, typer.Option("--year", help="Anos do CSV (repita); padrão 2020-2022.")
+    ] = None,
+) -> None:
+    """Gera arquivos sintéticos no formato real da PEDE, calibrados nos dados reais."""
+    from passos_magicos.data.synth import render_synthetic
+
+    content = render_synthetic(students=students, seed=seed, fmt=fmt.value, years=years)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(content)
+    typer.echo(f"{output}: {len(content)} bytes ({fmt.value}, {students} alunos, semente {seed})")
+
+
+@data_app.command("validate")
+def data_validate(
+    data: DataOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Relatório em JSON.")] = False,
+) -> None:
+    """Lê os arquivos e mostra o relatório de validação (sem treinar)."""
+    from passos_magicos.data.dataset import load_dataset
+    from passos_magicos.training.outcome import dump_json
+    from passos_magicos.training.train import print_data_report
+
+    settings = _settings()
+    with _user_errors():
+        dataset = load_dataset(_data_uris(settings, data))
+    if as_json:
+        typer.echo(dump_json(dataset.validation_report()))
+        return
+    print_data_report(dataset, typer.echo)
+    typer.echo(f"dataset sha256: {dataset.digest}")
+    typer.echo(
+        f"ok: {len(dataset.table)} registros aluno-ano utilizáveis, "
+        f"{dataset.report.total_dropped} descartados"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# train / predict
+
+
+@app.command()
+def train(
+    data: DataOption = None,
+    model: Annotated[ModelChoice | None, typer.Option(help="Modelo (padrão: TRAIN_MODEL).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Resumo final em JSON.")] = False,
+) -> None:
+    """Treina, avalia (fora do tempo e CV por aluno), registra e aplica o portão de qualidade."""
+    from passos_magicos.training.outcome import describe, dump_json
+    from passos_magicos.training.train import run_training
+
+    settings = _settings()
+    with _user_errors():
+        outcome = run_training(settings, _data_uris(settings, data), model.value if model else None)
+    summary = describe(outcome)
+    if as_json:
+        typer.echo(dump_json(summary))
+        return
+    headline = outcome.headline
+    typer.echo(
+        f"modelo {outcome.kind}: ROC-AUC {headline.model['roc_auc']:.3f} "
+        f"({headline.description}); versão {outcome.version or 'local'}; "
+        f"portão {'aprovado' if summary['aprovado'] is not False else 'reprovado'}; "
+        f"tempo total {sum(outcome.timings.values()):.1f} s"
+    )
+
+
+@app.command()
+def predict(
+    output: Annotated[str, typer.Option("--output", "-o", help="CSV de saída (local ou s3://).")],
+    data: DataOption = None,
+    model_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="models:/NOME@alias, models:/NOME/VERSÃO ou pasta local. "
+            "Padrão: alias de MLFLOW_MODEL_STAGE."
+        ),
+    ] = None,
+) -> None:
+    """Pontua o ciclo mais recente do arquivo: probabilidade de PV no ciclo seguinte."""
+    from passos_magicos.predict import predict_file
+
+    settings = _settings()
+    with _user_errors():
+        scored, resolved, dataset = predict_file(
+            settings, _data_uris(settings, data), output, model_uri
+        )
+    year = dataset.latest_year
+    typer.echo(
+        f"{len(scored)} alunos de {year} pontuados com {resolved.uri} (versão {resolved.version}); "
+        f"{int(scored['pv_previsto'].sum())} com PV previsto em {year + 1} → {output}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# registry
+
+
+def _registry_call(action: Callable[[Settings], str]) -> None:
+    settings = _settings()
+    with _user_errors():
+        typer.echo(action(settings))
+
+
+@app.command()
+def promote(
+    version: Annotated[str | None, typer.Option(help="Versão (padrão: a atual @staging).")] = None,
+    to: Annotated[
+        AliasChoice, typer.Option("--to", help="Alias de destino.")
+    ] = AliasChoice.production,
+    force: Annotated[bool, typer.Option(help="Promove mesmo reprovada no portão.")] = False,
+) -> None:
+    """Promove uma versão para @production (ou @staging), guardando o histórico."""
+    from passos_magicos import registry
+
+    def action(settings: Settings) -> str:
+        client = registry.configure(settings)
+        change = registry.promote(client, settings.MLFLOW_MODEL_NAME, version, to.value, force)
+        if change.previous == change.version:
+            return f"versão {change.version} já está em @{change.alias}; nada mudou"
+        if change.alias == registry.PRODUCTION:
+            from passos_magicos.training.packaging import export_registered
+
+            export_registered(settings, change.version)
+        return (
+            f"@{change.alias}: versão {change.previous or '—'} → {change.version} "
+            f"({settings.MLFLOW_MODEL_NAME})"
+        )
+
+    _registry_call(action)
+
+
+@app.command()
+def rollback(
+    version: Annotated[
+        str | None, typer.Option(help="Versão de destino (padrão: a produção anterior).")
+    ] = None,
+) -> None:
+    """Volta @production para a versão anterior do histórico de promoções."""
+    from passos_magicos import registry
+
+    def action(settings: Settings) -> str:
+        client = registry.configure(settings)
+        change = registry.rollback(client, settings.MLFLOW_MODEL_NAME, version)
+        from passos_magicos.training.packaging import export_registered
+
+        export_registered(settings, change.version)
+        return f"rollback de @production: versão {change.previous or '—'} → {change.version}"
+
+    _registry_call(action)
+
+
+@app.command()
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Saída em JSON.")] = False,
+) -> None:
+    """Lista as versões registradas: aliases, métricas, portão, quando e por quem promovidas."""
+    from dataclasses import asdict
+
+    from passos_magicos import registry
+
+    settings = _settings()
+    with _user_errors():
+        client = registry.configure(settings)
+        rows = registry.list_versions(client, settings.MLFLOW_MODEL_NAME)
+        history = registry.promotion_history(client, settings.MLFLOW_MODEL_NAME) if rows else []
+    if as_json:
+        payload = {"versoes": [asdict(r) for r in rows], "historico": history}
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        typer.echo(f"nenhuma versão registrada de {settings.MLFLOW_MODEL_NAME}")
+        return
+    header = (
+        f"{'versão':>6}  {'aliases':<20} {'modelo':<24} {'portão':<10} {'ROC-AUC':>8} "
+        f"{'PR-AUC':>7}  {'criada em':<25} promovida (em / por)"
+    )
+    typer.echo(header)
+    for row in rows:
+        auc = row.metrics.get("oot_roc_auc", row.metrics.get("cv_roc_auc"))
+        pr = row.metrics.get("oot_pr_auc")
+        promoted = f"{row.promoted_at} / {row.promoted_by}" if row.promoted_at else "—"
+        typer.echo(
+            f"{row.version:>6}  {','.join('@' + a for a in row.aliases) or '—':<20} "
+            f"{row.kind:<24} {row.gate:<10} {auc if auc is None else f'{auc:.3f}':>8} "
+            f"{pr if pr is None else f'{pr:.3f}':>7}  {row.created_at:<25} {promoted}"
+        )
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app(prog_name="passos-magicos")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

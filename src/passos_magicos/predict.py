@@ -1,0 +1,109 @@
+"""Batch scoring: the latest cycle of a file → next-cycle PV probability per student."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from passos_magicos import registry
+from passos_magicos.data.dataset import Dataset, load_dataset
+from passos_magicos.data.storage import is_s3_uri, write_s3
+from passos_magicos.features import scoring_frame
+from passos_magicos.settings import Settings
+from passos_magicos.training.models import PontoViradaClassifier
+from passos_magicos.training.packaging import METADATA_FILE, conform_inputs, load_classifier
+
+OUTPUT_COLUMNS = ("aluno_id", "ano", "probabilidade_pv", "pv_previsto", "modelo_versao")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    uri: str
+    version: str
+    source: str  # "mlflow" | "local"
+    alias: str | None = None
+
+
+def resolve_model(settings: Settings, model_uri: str | None = None) -> ResolvedModel:
+    """Which model to use: an explicit URI, the local export, or the registry alias."""
+    if model_uri is None and (settings.MODEL_SOURCE == "local" or not settings.MLFLOW_ENABLED):
+        model_uri = str(settings.local_model_dir)
+        if not (settings.local_model_dir / "MLmodel").exists():
+            raise registry.RegistryError(
+                f"nenhum modelo local em {settings.local_model_dir}; rode `passos-magicos train`"
+            )
+    if model_uri is not None and not model_uri.startswith("models:/"):
+        metadata_path = Path(model_uri) / METADATA_FILE
+        local_version = "local"
+        if metadata_path.exists():
+            local_version = str(json.loads(metadata_path.read_text()).get("version", "local"))
+        return ResolvedModel(uri=model_uri, version=local_version, source="local")
+
+    client = registry.configure(settings)
+    name: str = settings.MLFLOW_MODEL_NAME
+    alias: str | None = settings.model_alias
+    version: str | None = None
+    if model_uri is not None:
+        reference = model_uri.removeprefix("models:/")
+        if "@" in reference:
+            name, alias = reference.split("@", 1)
+        else:
+            name, _, version = reference.partition("/")
+            alias = None
+    if version is None:
+        version = registry.version_for_alias(client, name, str(alias))
+        if version is None:
+            raise registry.RegistryError(
+                f"nenhuma versão de {name!r} com alias @{alias}; promova uma com "
+                "`passos-magicos promote` (ou use --model-uri models:/NOME@staging)"
+            )
+    return ResolvedModel(
+        uri=registry.model_uri(name, version=version),
+        version=version,
+        source="mlflow",
+        alias=alias,
+    )
+
+
+def score(dataset: Dataset, classifier: PontoViradaClassifier, version: str) -> pd.DataFrame:
+    frame = scoring_frame(dataset.table)
+    probability = classifier.predict_proba(conform_inputs(frame, classifier.features))
+    out = pd.DataFrame(
+        {
+            "aluno_id": frame["aluno_id"].astype(str),
+            "ano": frame["ano"].astype(int),
+            "probabilidade_pv": probability.round(4),
+            "pv_previsto": probability >= classifier.threshold,
+            "modelo_versao": version,
+        }
+    )
+    return out.sort_values(
+        ["probabilidade_pv", "aluno_id"], ascending=[False, True], kind="stable"
+    ).reset_index(drop=True)
+
+
+def predict_file(
+    settings: Settings, data_uris: Sequence[str], output: str, model_uri: str | None = None
+) -> tuple[pd.DataFrame, ResolvedModel, Dataset]:
+    resolved = resolve_model(settings, model_uri)
+    dataset = load_dataset(data_uris)
+    classifier, _ = load_classifier(resolved.uri)
+    scored = score(dataset, classifier, resolved.version)
+    write_csv(scored, output)
+    return scored, resolved, dataset
+
+
+def write_csv(frame: pd.DataFrame, output: str) -> None:
+    if is_s3_uri(output):
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False)
+        write_s3(output, buffer.getvalue().encode())
+        return
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)

@@ -1,0 +1,94 @@
+"""One settings object for every stage, read from the environment (and `.env`).
+
+Variable names follow the seed README so that existing ConfigMaps and `.env` files keep working.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ModelStage = Literal["Staging", "Production"]
+ModelSource = Literal["mlflow", "local"]
+ModelKind = Literal["random_forest", "logistic_regression", "hist_gradient_boosting", "auto"]
+
+STAGE_TO_ALIAS: dict[str, str] = {"Staging": "staging", "Production": "production"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    # MLflow tracking and registry. Unset URI = embedded local store under DATA_DIR.
+    MLFLOW_ENABLED: bool = True
+    MLFLOW_TRACKING_URI: str | None = None
+    MLFLOW_TRACKING_USERNAME: str | None = None
+    MLFLOW_TRACKING_PASSWORD: SecretStr | None = None
+    MLFLOW_EXPERIMENT_NAME: str = "passos-magicos-ponto-virada"
+    MLFLOW_MODEL_NAME: str = "passos-magicos-ponto-virada"
+    MLFLOW_MODEL_STAGE: ModelStage = "Production"
+
+    # Serving (used by the API issue; declared here so there is one settings object).
+    MODEL_SOURCE: ModelSource = "mlflow"
+    MODEL_FALLBACK_LOCAL: bool = True
+    ADMIN_RELOAD_TOKEN: SecretStr | None = None
+    API_HOST: str = "127.0.0.1"
+    API_PORT: int = Field(default=8000, ge=1, le=65535)
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Monitoring and alerts.
+    SLACK_WEBHOOK_URL: SecretStr | None = None
+    DRIFT_THRESHOLD: float = Field(default=0.2, gt=0)
+    PERFORMANCE_WINDOW: int = Field(default=1000, ge=1)
+
+    # Data and local artefacts.
+    PEDE_DATA_PATH: str | None = None  # default training data (path or s3:// URI); None = synthetic
+    DATA_DIR: Path = Path("data")
+    MODELS_DIR: Path = Path("models")
+
+    # Training and quality gate.
+    TRAIN_MODEL: ModelKind = "auto"  # chosen by student-grouped CV; see README
+    RANDOM_SEED: int = 42
+    CV_FOLDS: int = Field(default=5, ge=2, le=20)
+    LEAKAGE_AUC_LIMIT: float = Field(default=0.98, gt=0.5, le=1.0)
+    GATE_MIN_ROC_AUC: float = Field(default=0.75, ge=0.0, le=1.0)
+    GATE_TOLERANCE: float = Field(default=0.02, ge=0.0, le=1.0)
+    SYNTH_STUDENTS: int = Field(default=1400, ge=50)
+
+    @field_validator("MLFLOW_TRACKING_URI", "PEDE_DATA_PATH", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # ConfigMaps and `.env` files often carry `KEY=`; treat it as "not set".
+        return None if value == "" else value
+
+    @property
+    def model_alias(self) -> str:
+        """The registry alias that MLFLOW_MODEL_STAGE stands for (aliases, not stages)."""
+        return STAGE_TO_ALIAS[self.MLFLOW_MODEL_STAGE]
+
+    @property
+    def local_tracking_uri(self) -> str:
+        return f"sqlite:///{(self.DATA_DIR / 'mlflow' / 'mlflow.db').resolve()}"
+
+    @property
+    def local_artifact_root(self) -> Path:
+        return (self.DATA_DIR / "mlflow" / "artifacts").resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.MLFLOW_TRACKING_URI or self.local_tracking_uri
+
+    @property
+    def local_model_dir(self) -> Path:
+        """Where the last model that passed the gate is exported (MODEL_SOURCE=local / fallback)."""
+        return self.MODELS_DIR / "ponto-virada"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,172 @@
+"""The model as registered: an MLflow pyfunc that takes raw canonical fields.
+
+Preprocessing, calibration and the decision threshold travel inside it, and so does this
+package's code (`code_paths`), so `mlflow.pyfunc.load_model("models:/…@production")` works in
+any process with the pinned requirements, not only where this project is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Final
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.pyfunc.model import PythonModel
+from mlflow.types.schema import ColSpec, Schema, TensorSpec
+
+import passos_magicos
+from passos_magicos.features import CATEGORICAL, NUMERIC_INPUTS
+from passos_magicos.settings import Settings
+from passos_magicos.training.models import PontoViradaClassifier
+
+REQUIRED_INPUTS: Final = ("fase", "inde", "iaa", "ieg", "ips", "ipp", "ida", "ipv", "ian")
+OUTPUT_PROBABILITY: Final = "probabilidade_pv"
+OUTPUT_LABEL: Final = "pv_previsto"
+METADATA_FILE: Final = "ponto_virada.json"
+
+
+def pip_requirements() -> list[str]:
+    return [
+        f"{name}=={version(name)}"
+        for name in ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle", "pydantic")
+    ]
+
+
+def model_signature() -> ModelSignature:
+    inputs: list[ColSpec | TensorSpec] = [
+        ColSpec("double", name, required=name in REQUIRED_INPUTS) for name in NUMERIC_INPUTS
+    ]
+    inputs += [ColSpec("string", name, required=False) for name in CATEGORICAL]
+    outputs: list[ColSpec | TensorSpec] = [
+        ColSpec("double", OUTPUT_PROBABILITY),
+        ColSpec("boolean", OUTPUT_LABEL),
+    ]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+def conform_inputs(frame: pd.DataFrame, features: tuple[str, ...]) -> pd.DataFrame:
+    """Optional inputs absent from the request become NaN; numbers become floats."""
+    out = frame.reindex(columns=list(features))
+    numeric = [c for c in features if c not in CATEGORICAL]
+    out[numeric] = out[numeric].apply(pd.to_numeric, errors="coerce").astype("float64")
+    for column in CATEGORICAL:
+        if column in out:
+            out[column] = out[column].astype(object).where(out[column].notna(), None)
+    return out
+
+
+class PontoViradaModel(PythonModel):
+    """pyfunc wrapper: DataFrame of canonical fields → probability and label per row."""
+
+    def __init__(self, classifier: PontoViradaClassifier) -> None:
+        self.classifier = classifier
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        frame = conform_inputs(pd.DataFrame(model_input), self.classifier.features)
+        probability = self.classifier.predict_proba(frame)
+        return pd.DataFrame(
+            {
+                OUTPUT_PROBABILITY: probability,
+                OUTPUT_LABEL: probability >= self.classifier.threshold,
+            }
+        )
+
+
+def input_example(frame: pd.DataFrame, features: tuple[str, ...]) -> pd.DataFrame:
+    example = conform_inputs(frame.head(3), features)
+    return example.replace({np.nan: None})
+
+
+def log_model(classifier: PontoViradaClassifier, example: pd.DataFrame) -> Any:
+    """Log the pyfunc in the active run (registration is the registry module's job)."""
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=PontoViradaModel(classifier),
+        code_paths=[str(Path(passos_magicos.__file__).parent)],
+        pip_requirements=pip_requirements(),
+        signature=model_signature(),
+        input_example=input_example(example, classifier.features),
+        metadata={"threshold": classifier.threshold, "kind": classifier.kind},
+    )
+
+
+def save_local(
+    classifier: PontoViradaClassifier, path: Path, metadata: dict[str, Any], example: pd.DataFrame
+) -> None:
+    """Write the same pyfunc to a local folder (MLFLOW_ENABLED=false)."""
+    with _swap_into(path) as target:
+        mlflow.pyfunc.save_model(
+            path=str(target),
+            python_model=PontoViradaModel(classifier),
+            code_paths=[str(Path(passos_magicos.__file__).parent)],
+            pip_requirements=pip_requirements(),
+            signature=model_signature(),
+            input_example=input_example(example, classifier.features),
+        )
+        (target / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str))
+
+
+@contextmanager
+def _swap_into(path: Path) -> Iterator[Path]:
+    """Build the new folder beside `path`, then swap it in: readers never see half a model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        target = staging / "model"
+        yield target
+        previous = staging / "previous"
+        if path.exists():
+            path.rename(previous)
+        target.rename(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_classifier(model_uri: str) -> tuple[PontoViradaClassifier, dict[str, Any]]:
+    """Load a registered or local model and unwrap the classifier (serving uses it directly)."""
+    loaded = mlflow.pyfunc.load_model(model_uri)
+    python_model = loaded.unwrap_python_model()
+    if not isinstance(python_model, PontoViradaModel):
+        raise TypeError(f"{model_uri} não é um modelo Ponto de Virada")
+    metadata: dict[str, Any] = dict(loaded.metadata.metadata or {})
+    return python_model.classifier, metadata
+
+
+def export_registered(settings: Settings, version: str) -> Path:
+    """Copy a registered version, byte for byte, to the local model folder (serving fallback)."""
+    from mlflow.artifacts import download_artifacts
+
+    from passos_magicos import registry
+
+    name = settings.MLFLOW_MODEL_NAME
+    client = registry.configure(settings)
+    tags = client.get_model_version(name, version).tags
+    with _swap_into(settings.local_model_dir) as target:
+        target.mkdir()
+        download_artifacts(
+            artifact_uri=registry.model_uri(name, version=version), dst_path=str(target)
+        )
+        metadata = {
+            "model_name": name,
+            "version": version,
+            "kind": tags.get("model.kind"),
+            "threshold": float(tags.get("model.threshold", "nan")),
+            "eval_key": tags.get("eval.key"),
+            "eval_value": float(tags.get("eval.value", "nan")),
+            "trained_at": tags.get("trained_at"),
+            "dataset_sha256": tags.get("dataset.sha256"),
+            "exported_at": registry.now_iso(),
+        }
+        (target / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+    return settings.local_model_dir

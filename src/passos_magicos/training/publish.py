@@ -1,0 +1,183 @@
+"""Where a trained model goes: the MLflow registry behind the quality gate, or (with
+MLFLOW_ENABLED=false) the local model folder behind the same floor."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+from mlflow.data.pandas_dataset import from_pandas
+
+from passos_magicos import registry
+from passos_magicos.data.dataset import Dataset
+from passos_magicos.progress import Echo
+from passos_magicos.settings import Settings
+from passos_magicos.training.models import model_params
+from passos_magicos.training.outcome import TrainOutcome, evaluation_key, flat_metrics, rescorer
+from passos_magicos.training.packaging import METADATA_FILE, log_model, save_local
+from passos_magicos.training.report import write_card
+
+
+def _headline_metric(outcome: TrainOutcome) -> str:
+    return "oot_roc_auc" if outcome.headline.protocol == "out_of_time" else "cv_roc_auc"
+
+
+def _data_metrics(dataset: Dataset) -> dict[str, float]:
+    report = dataset.report
+    metrics: dict[str, float] = {f"rows_{y}": n for y, n in report.rows_by_year.items()}
+    metrics |= {f"drop_{k}": v for k, v in report.dropped_by_reason().items()}
+    metrics["drop_total"] = report.total_dropped
+    return metrics
+
+
+def publish_to_mlflow(
+    settings: Settings, outcome: TrainOutcome, plots: list[Path], tick: Echo
+) -> None:
+    client = registry.configure(settings)
+    experiment_id = registry.ensure_experiment(client, settings)
+    name = settings.MLFLOW_MODEL_NAME
+    headline = outcome.headline
+    metric = _headline_metric(outcome)
+    key = evaluation_key(outcome.dataset, headline, int(outcome.classifier.metadata["horizon"]))
+    classifier = outcome.classifier
+    started = datetime.now(UTC)
+    run_name = f"{outcome.kind}-{started:%Y%m%d-%H%M%S}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.set_tags(
+            {
+                "dataset_sha256": outcome.dataset.digest,
+                "git_commit": registry.git_commit(),
+                "model.kind": outcome.kind,
+                "data_files": ", ".join(f.name for f in outcome.dataset.report.files),
+            }
+        )
+        mlflow.log_params(
+            {
+                "model": outcome.kind,
+                "threshold": round(classifier.threshold, 6),
+                "n_features": len(classifier.features),
+                "cv_folds": settings.CV_FOLDS,
+                "seed": settings.RANDOM_SEED,
+                "horizon": classifier.metadata["horizon"],
+                "n_transitions": len(outcome.transitions),
+                "label_years": ",".join(map(str, outcome.transitions.years)),
+                **model_params(outcome.kind, classifier.pipeline),
+                **{f"auto.{k}_cv_roc_auc": round(v, 4) for k, v in outcome.selection.items()},
+            }
+        )
+        mlflow.log_metrics(
+            flat_metrics(outcome)
+            | _data_metrics(outcome.dataset)
+            | {f"time_{k}_s": v for k, v in outcome.timings.items()}
+        )
+        mlflow.log_input(
+            from_pandas(
+                outcome.transitions.frame[list(classifier.features)],
+                name=f"transicoes-{outcome.dataset.digest[:12]}",
+            ),
+            context="training",
+        )
+        for plot in plots:
+            mlflow.log_artifact(str(plot), artifact_path="plots")
+        mlflow.log_dict(outcome.dataset.validation_report(), "data/validacao.json")
+        mlflow.log_dict(
+            {"features": list(classifier.features), "single_feature_roc_auc": outcome.leakage_aucs},
+            "data/features.json",
+        )
+        tick("registrando o modelo…")
+        info = log_model(classifier, outcome.transitions.X)
+        version = registry.register_version(client, name, info.model_uri, info.model_id, run)
+
+        candidate = registry.GateCandidate(
+            metric=metric,
+            value=headline.model["roc_auc"],
+            evaluation_key=key,
+            test_year=headline.test_year,
+            rescore=rescorer(outcome),
+        )
+        verdict = registry.evaluate_gate(client, settings, candidate)
+        version_tags = {
+            "model.kind": outcome.kind,
+            "model.threshold": f"{classifier.threshold:.6f}",
+            "dataset.sha256": outcome.dataset.digest,
+            "eval.key": key,
+            "eval.metric": metric,
+            "eval.value": f"{headline.model['roc_auc']:.6f}",
+            "eval.test_year": str(headline.test_year or ""),
+            "train.label_max_year": str(classifier.metadata["label_max_year"]),
+            "trained_at": started.isoformat(timespec="seconds"),
+            "git_commit": registry.git_commit(),
+            **{
+                f"metric.{k}": f"{v:.6f}"
+                for k, v in flat_metrics(outcome).items()
+                if k in registry.SUMMARY_METRICS
+            },
+            **verdict.tags(),
+        }
+        for tag, value in version_tags.items():
+            client.set_model_version_tag(name, version, tag, value)
+        mlflow.set_tag("gate.passed", str(verdict.passed).lower())
+        if verdict.passed:
+            client.set_registered_model_alias(name, registry.STAGING, version)
+        outcome.run_id, outcome.version, outcome.gate = run.info.run_id, version, verdict
+        card = write_card(name, outcome, verdict.summary())
+        mlflow.log_text(card, "model_card.md")
+        client.update_model_version(name, version, description=card[:5000])
+
+    tick(f"run {outcome.run_id}, versão {version} de {name}")
+    if settings.tracking_uri.startswith(("http://", "https://")):
+        base = settings.tracking_uri.rstrip("/")
+        tick(f"no MLflow: {base}/#/experiments/{experiment_id}/runs/{outcome.run_id}")
+    tick(f"portão de qualidade: {verdict.summary()}")
+    if verdict.passed:
+        tick(f"alias @{registry.STAGING} → versão {version}")
+    else:
+        tick("aliases inalterados (versão registrada, mas reprovada)")
+
+
+def publish_locally(settings: Settings, outcome: TrainOutcome, tick: Echo) -> None:
+    """MLFLOW_ENABLED=false: same floor; replace the local model only when it is not worse."""
+    metric_value = outcome.headline.model["roc_auc"]
+    metadata_path = settings.local_model_dir / METADATA_FILE
+    reasons: list[str] = []
+    passed = metric_value >= settings.GATE_MIN_ROC_AUC
+    reasons.append(
+        f"{_headline_metric(outcome)} {metric_value:.3f} "
+        f"{'≥' if passed else 'abaixo do'} piso {settings.GATE_MIN_ROC_AUC}"
+    )
+    key = evaluation_key(
+        outcome.dataset, outcome.headline, int(outcome.classifier.metadata["horizon"])
+    )
+    if passed and metadata_path.exists():
+        current = json.loads(metadata_path.read_text())
+        if current.get("eval_key") == key and metric_value < current["eval_value"] - (
+            settings.GATE_TOLERANCE
+        ):
+            passed = False
+            reasons.append(f"pior que o modelo local atual ({current['eval_value']:.3f})")
+    summary = ("APROVADO: " if passed else "REPROVADO: ") + "; ".join(reasons)
+    write_card(settings.MLFLOW_MODEL_NAME, outcome, summary)
+    tick(f"portão de qualidade: {summary}")
+    if not passed:
+        tick(f"modelo local em {settings.local_model_dir} mantido")
+        return
+    save_local(
+        outcome.classifier,
+        settings.local_model_dir,
+        {
+            "model_name": settings.MLFLOW_MODEL_NAME,
+            "version": "local",
+            "kind": outcome.kind,
+            "threshold": outcome.classifier.threshold,
+            "eval_key": key,
+            "eval_value": metric_value,
+            "metrics": flat_metrics(outcome),
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "dataset_sha256": outcome.dataset.digest,
+        },
+        outcome.transitions.X,
+    )
+    (settings.local_model_dir / "model_card.md").write_text(outcome.model_card)
+    tick(f"modelo salvo em {settings.local_model_dir}")

@@ -1,0 +1,85 @@
+"""From `data synth` to a registered @staging version, predictions, promotion and rollback,
+on the embedded MLflow store (SQLite + local artifacts), through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tests.flows import FlowFiles, cli, registry_flow, synthetic_csv, with_shuffled_labels
+
+pytestmark = pytest.mark.slow
+
+
+def test_registry_flow_on_the_embedded_store(isolated: Path) -> None:
+    good, shuffled = isolated / "pede.csv", isolated / "pede-embaralhado.csv"
+    cli("data", "synth", "--students", "900", "--seed", "7", "--output", str(good))
+    assert good.read_bytes() == synthetic_csv(seed=7, students=900)  # deterministic
+    shuffled.write_bytes(with_shuffled_labels(good.read_bytes()))
+    registry_flow(
+        FlowFiles(
+            good_data=str(good),
+            shuffled_data=str(shuffled),
+            predictions=str(isolated / "out" / "previsoes.csv"),
+            read_predictions=pd.read_csv,
+        )
+    )
+    assert (isolated / "data" / "mlflow" / "mlflow.db").exists()
+    # `promote`/`rollback` keep the local fallback copy equal to @production.
+    metadata = json.loads((isolated / "models" / "ponto-virada" / "ponto_virada.json").read_text())
+    assert metadata["version"] == "1"
+
+
+def test_gate_compares_with_production_not_only_the_floor(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good, shuffled = isolated / "pede.csv", isolated / "ruim.csv"
+    good.write_bytes(synthetic_csv(seed=11))
+    shuffled.write_bytes(with_shuffled_labels(good.read_bytes(), seed=3))
+    cli("train", "--data", str(good), "--model", "logistic_regression")
+    cli("promote")
+    monkeypatch.setenv("GATE_MIN_ROC_AUC", "0.0")  # only the comparison can block it now
+    worse = json.loads(
+        cli("train", "--data", str(shuffled), "--model", "logistic_regression", "--json").stdout
+    )
+    assert worse["aprovado"] is False
+    assert "pior que a produção" in worse["portao"]
+
+
+def test_training_without_labelled_transitions_says_so(isolated: Path) -> None:
+    workbook = isolated / "pede.xlsx"
+    cli("data", "synth", "--format", "xlsx", "--output", str(workbook))
+    failed = cli("train", "--data", str(workbook), expect=2)
+    assert "nenhuma transição rotulada" in failed.output
+    assert "Traceback" not in failed.output
+    assert not (isolated / "data" / "mlflow").exists()  # nothing registered
+
+
+def test_two_cycles_train_with_grouped_cv_only(isolated: Path) -> None:
+    two_years = isolated / "dois-anos.csv"
+    cli("data", "synth", "--year", "2021", "--year", "2022", "--output", str(two_years))
+    result = cli("train", "--data", str(two_years), "--model", "logistic_regression", "--json")
+    summary = json.loads(result.stdout)
+    assert "cv_roc_auc" in summary["metricas"]
+    assert not any(k.startswith("oot_") for k in summary["metricas"])
+    assert "sem avaliação fora do tempo" in result.output
+
+
+def test_bad_file_exits_non_zero_without_traceback(isolated: Path) -> None:
+    bad = isolated / "planilha.csv"
+    bad.write_text("nome\tidade\nAna\t10\n")
+    for command in (["data", "validate"], ["train"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "passos_magicos.cli", *command, "--data", str(bad)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 2
+        assert "separador 'TAB' não suportado" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (isolated / "data" / "mlflow").exists()
