@@ -5,7 +5,8 @@ SHELL := /bin/bash
 VENV := .venv
 CLI := $(VENV)/bin/passos-magicos
 PY := $(VENV)/bin/python
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else the `uv` Python package (installed by the first `make` that needs it).
+UV := $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY := true
 MODEL_NAME ?= passos-magicos-ponto-virada
@@ -16,10 +17,10 @@ PEDE_DATA_DIR ?= $(abspath ../shared/data/pede)
 help: ## Lista os alvos
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(UV):
-	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
-
-$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv \
+		|| python3 -m pip install --quiet --user uv \
+		|| python3 -m pip install --quiet --break-system-packages uv
 	$(UV) sync --frozen --all-extras --python python3.11
 	@touch $@
 
