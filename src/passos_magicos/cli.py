@@ -145,7 +145,6 @@ def data_validate(
     """Lê os arquivos e mostra o relatório de validação (sem treinar)."""
     from passos_magicos.data.dataset import load_dataset
     from passos_magicos.training.outcome import dump_json
-    from passos_magicos.training.train import print_data_report
 
     settings = _settings()
     with _user_errors():
@@ -153,7 +152,8 @@ def data_validate(
     if as_json:
         typer.echo(dump_json(dataset.validation_report()))
         return
-    print_data_report(dataset, typer.echo)
+    for line in dataset.report.describe():
+        typer.echo(line)
     typer.echo(f"dataset sha256: {dataset.digest}")
     typer.echo(
         f"ok: {len(dataset.table)} registros aluno-ano utilizáveis, "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from tests.flows import FlowFiles, cli, registry_flow, synthetic_csv, with_shuffled_labels
 
 pytestmark = pytest.mark.slow
@@ -83,3 +84,57 @@ def test_bad_file_exits_non_zero_without_traceback(isolated: Path) -> None:
         assert "separador 'TAB' não suportado" in result.stderr
         assert "Traceback" not in result.stderr
     assert not (isolated / "data" / "mlflow").exists()
+
+
+def test_without_mlflow_the_gated_model_goes_to_the_local_folder(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_ENABLED", "false")
+    good, shuffled = isolated / "pede.csv", isolated / "ruim.csv"
+    good.write_bytes(synthetic_csv(seed=3))
+    shuffled.write_bytes(with_shuffled_labels(good.read_bytes()))
+    first = json.loads(
+        cli("train", "--data", str(good), "--model", "logistic_regression", "--json").stdout
+    )
+    assert first["aprovado"] is True and first["versao"] is None
+    model_dir = isolated / "models" / "ponto-virada"
+    saved = (model_dir / "python_model.pkl").read_bytes()
+    assert "Cartão do modelo" in (model_dir / "model_card.md").read_text()
+
+    worse = json.loads(
+        cli("train", "--data", str(shuffled), "--model", "logistic_regression", "--json").stdout
+    )
+    assert worse["aprovado"] is False
+    assert (model_dir / "python_model.pkl").read_bytes() == saved  # the good model stays
+
+    monkeypatch.setenv("MODEL_SOURCE", "local")
+    cli("predict", "--data", str(good), "--output", str(isolated / "p.csv"))
+    scored = pd.read_csv(isolated / "p.csv")
+    assert scored["modelo_versao"].eq("local").all()
+    assert not (isolated / "data" / "mlflow").exists()
+
+
+def test_production_is_rescored_on_a_cycle_it_never_saw(isolated: Path) -> None:
+    older, newer = isolated / "2020-2021.csv", isolated / "2020-2022.csv"
+    cli("data", "synth", "--seed", "3", "--year", "2020", "--year", "2021", "--output", str(older))
+    cli("data", "synth", "--seed", "3", "--output", str(newer))
+    cli("train", "--data", str(older), "--model", "logistic_regression")
+    cli("promote")
+    candidate = json.loads(
+        cli("train", "--data", str(newer), "--model", "logistic_regression", "--json").stdout
+    )
+    # v1 learnt up to 2021 only: it is scored on the same 2021→2022 test as the candidate.
+    assert "reavaliada_no_mesmo_teste" in candidate["portao"]
+    assert candidate["aprovado"] is True, candidate["portao"]
+
+
+def test_data_validate_prints_the_report(isolated: Path) -> None:
+    data = isolated / "pede.csv"
+    cli("data", "synth", "--seed", "9", "--output", str(data))
+    text = cli("data", "validate", "--data", str(data)).stdout
+    assert "códigos não numéricos" in text and "fase 8+" in text
+    assert "dataset sha256:" in text
+    report = json.loads(cli("data", "validate", "--data", str(data), "--json").stdout)
+    assert set(report["linhas_por_ano"]) == {"2020", "2021", "2022"}
+    assert {d["motivo"] for d in report["descartes"]} >= {"codigos_invalidos", "fase_sem_pv"}
+    assert not (isolated / "data" / "mlflow").exists()  # validation trains nothing

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy
+
 from tests.flows import FlowFiles, registry_flow, synthetic_csv, with_shuffled_labels
 from tests.services import S3Server
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
+
 from tests.services import MlflowServer, S3Server
 
 if TYPE_CHECKING:

@@ -66,6 +66,20 @@ class LoadReport:
     def total_dropped(self) -> int:
         return sum(self.dropped.values())
 
+    def describe(self) -> list[str]:
+        """The report as lines for people (pt-BR)."""
+        lines = [f"arquivo {f.name}: {f.kind}, {f.rows} registros lidos" for f in self.files]
+        for year, count in sorted(self.rows_by_year.items()):
+            pv = self.pv_by_year[year]
+            lines.append(
+                f"ano {year}: {count} alunos utilizáveis; PV sim {pv['sim']}, não {pv['nao']}, "
+                f"sem rótulo {pv['sem_rotulo']}"
+            )
+        for (reason, year), count in sorted(self.dropped.items(), key=lambda kv: kv[0][::-1]):
+            lines.append(f"descartados {year}: {count} — {DROP_REASONS[reason]}")
+        lines += [f"nota: {note}" for note in self.notes]
+        return lines
+
 
 @dataclass
 class Dataset:

@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from passos_magicos.data.dataset import Dataset
 from passos_magicos.features import TransitionSet
+from passos_magicos.registry import GateVerdict
 from passos_magicos.training.evaluation import Evaluation
 from passos_magicos.training.models import PontoViradaClassifier
 
@@ -29,7 +30,7 @@ class TrainOutcome:
     model_card: str
     run_id: str | None = None
     version: str | None = None
-    gate: Any = None  # registry.GateVerdict (kept untyped: MLflow is optional here)
+    gate: GateVerdict | None = None
     leakage_aucs: dict[str, float] = field(default_factory=dict)
 
     @property

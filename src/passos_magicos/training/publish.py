@@ -138,29 +138,37 @@ def publish_to_mlflow(
 
 
 def publish_locally(settings: Settings, outcome: TrainOutcome, tick: Echo) -> None:
-    """MLFLOW_ENABLED=false: same floor; replace the local model only when it is not worse."""
-    metric_value = outcome.headline.model["roc_auc"]
+    """MLFLOW_ENABLED=false: the same floor and comparison, against the local model's figures;
+    the local model is replaced only when the new one passes."""
+    headline = outcome.headline
+    key = evaluation_key(outcome.dataset, headline, int(outcome.classifier.metadata["horizon"]))
+    verdict = registry.GateVerdict(
+        passed=headline.model["roc_auc"] >= settings.GATE_MIN_ROC_AUC,
+        metric=_headline_metric(outcome),
+        value=headline.model["roc_auc"],
+        floor=settings.GATE_MIN_ROC_AUC,
+        tolerance=settings.GATE_TOLERANCE,
+        comparison="modelo_local",
+    )
+    verdict.reasons.append(
+        f"{verdict.metric} {verdict.value:.3f} "
+        f"{'≥' if verdict.passed else 'abaixo do'} piso {settings.GATE_MIN_ROC_AUC}"
+    )
     metadata_path = settings.local_model_dir / METADATA_FILE
-    reasons: list[str] = []
-    passed = metric_value >= settings.GATE_MIN_ROC_AUC
-    reasons.append(
-        f"{_headline_metric(outcome)} {metric_value:.3f} "
-        f"{'≥' if passed else 'abaixo do'} piso {settings.GATE_MIN_ROC_AUC}"
-    )
-    key = evaluation_key(
-        outcome.dataset, outcome.headline, int(outcome.classifier.metadata["horizon"])
-    )
-    if passed and metadata_path.exists():
+    if metadata_path.exists():
         current = json.loads(metadata_path.read_text())
-        if current.get("eval_key") == key and metric_value < current["eval_value"] - (
-            settings.GATE_TOLERANCE
-        ):
-            passed = False
-            reasons.append(f"pior que o modelo local atual ({current['eval_value']:.3f})")
-    summary = ("APROVADO: " if passed else "REPROVADO: ") + "; ".join(reasons)
-    write_card(settings.MLFLOW_MODEL_NAME, outcome, summary)
-    tick(f"portão de qualidade: {summary}")
-    if not passed:
+        if current.get("eval_key") == key:
+            verdict.production_version = str(current.get("version"))
+            verdict.production_value = float(current["eval_value"])
+            if verdict.value < verdict.production_value - settings.GATE_TOLERANCE:
+                verdict.passed = False
+                verdict.reasons.append(
+                    f"pior que o modelo local atual ({verdict.production_value:.3f})"
+                )
+    outcome.gate = verdict
+    write_card(settings.MLFLOW_MODEL_NAME, outcome, verdict.summary())
+    tick(f"portão de qualidade: {verdict.summary()}")
+    if not verdict.passed:
         tick(f"modelo local em {settings.local_model_dir} mantido")
         return
     save_local(
@@ -172,7 +180,7 @@ def publish_locally(settings: Settings, outcome: TrainOutcome, tick: Echo) -> No
             "kind": outcome.kind,
             "threshold": outcome.classifier.threshold,
             "eval_key": key,
-            "eval_value": metric_value,
+            "eval_value": verdict.value,
             "metrics": flat_metrics(outcome),
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "dataset_sha256": outcome.dataset.digest,

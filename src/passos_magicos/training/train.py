@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from passos_magicos.data.dataset import DROP_REASONS, Dataset, load_dataset
+from passos_magicos.data.dataset import Dataset, load_dataset
 from passos_magicos.features import MODEL_INPUTS, TransitionSet, build_transitions, check_leakage
 from passos_magicos.progress import Echo, StageTimer, stderr_echo
 from passos_magicos.settings import Settings
@@ -34,22 +34,6 @@ class TrainingError(RuntimeError):
     """Training cannot go on with these data; the message (pt-BR) says why and what to do."""
 
 
-def print_data_report(dataset: Dataset, echo: Echo) -> None:
-    report = dataset.report
-    for file in report.files:
-        echo(f"arquivo {file.name}: {file.kind}, {file.rows} registros lidos")
-    for year, count in sorted(report.rows_by_year.items()):
-        pv = report.pv_by_year[year]
-        echo(
-            f"ano {year}: {count} alunos utilizáveis; PV sim {pv['sim']}, não {pv['nao']}, "
-            f"sem rótulo {pv['sem_rotulo']}"
-        )
-    for (reason, year), count in sorted(report.dropped.items(), key=lambda kv: kv[0][::-1]):
-        echo(f"descartados {year}: {count} — {DROP_REASONS[reason]}")
-    for note in report.notes:
-        echo(f"nota: {note}")
-
-
 def run_training(
     settings: Settings,
     data_uris: Sequence[str],
@@ -64,7 +48,8 @@ def run_training(
 
     with timer.stage("load", "Lendo e validando os dados") as tick:
         dataset = load_dataset(data_uris)
-        print_data_report(dataset, tick)
+        for line in dataset.report.describe():
+            tick(line)
 
     with timer.stage("features", "Montando transições t→t+1 e checando vazamento") as tick:
         transitions = build_transitions(dataset.table, features, horizon)
