@@ -16,7 +16,7 @@ def s(*values: object) -> pd.Series:
 
 def test_indicator_artefacts_are_clipped_and_errors_become_missing() -> None:
     parsed = readers.parse_indicator(s("10.00002", "8.500020000000001", "#NULO!", "#DIV/0!", "7"))
-    assert parsed.tolist()[:2] == [10.0, 8.50002]
+    assert parsed.tolist()[:2] == [10.0, 8.5]
     assert parsed.isna().tolist() == [False, False, True, True, False]
 
 

@@ -74,8 +74,9 @@ def junk_mask(series: pd.Series) -> pd.Series:
 
 
 def parse_indicator(series: pd.Series) -> pd.Series:
-    """0-10 indicator: float artefacts rounded away, tiny excursions above 10 clipped to 10."""
-    values = parse_number(series).round(6)
+    """0-10 indicator: float artefacts (8.50002, 10.00002) rounded away at 4 decimals, small
+    excursions above 10 (10.002) clipped to 10."""
+    values = parse_number(series).round(4)
     near_top = ((values > 10) & (values <= 10 + INDICATOR_TOLERANCE)).fillna(False)
     return values.mask(near_top, 10.0)
 

@@ -84,7 +84,15 @@ class PontoViradaModel(PythonModel):
 
 
 def input_example(frame: pd.DataFrame, features: tuple[str, ...]) -> pd.DataFrame:
-    example = conform_inputs(frame.head(3), features)
+    """A made-up student (medians, the commonest pedra) and one with only the required fields:
+    no real record of a minor goes into the model's artefacts."""
+    inputs = conform_inputs(frame, features)
+    typical = {
+        name: (inputs[name].mode().iloc[0] if name in CATEGORICAL else inputs[name].median())
+        for name in features
+    }
+    minimal = {name: typical[name] if name in REQUIRED_INPUTS else None for name in features}
+    example = conform_inputs(pd.DataFrame([typical, minimal]), features)
     return example.replace({np.nan: None})
 
 
