@@ -87,10 +87,13 @@ def input_example(frame: pd.DataFrame, features: tuple[str, ...]) -> pd.DataFram
     """A made-up student (medians, the commonest pedra) and one with only the required fields:
     no real record of a minor goes into the model's artefacts."""
     inputs = conform_inputs(frame, features)
-    typical = {
-        name: (inputs[name].mode().iloc[0] if name in CATEGORICAL else inputs[name].median())
-        for name in features
-    }
+    typical: dict[str, Any] = {}
+    for name in features:
+        known = inputs[name].dropna()
+        if known.empty:  # e.g. no previous cycle in a two-cycle file
+            typical[name] = None
+        else:
+            typical[name] = known.mode().iloc[0] if name in CATEGORICAL else known.median()
     minimal = {name: typical[name] if name in REQUIRED_INPUTS else None for name in features}
     example = conform_inputs(pd.DataFrame([typical, minimal]), features)
     return example.replace({np.nan: None})
