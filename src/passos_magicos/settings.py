@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ModelStage = Literal["Staging", "Production"]
 ModelSource = Literal["mlflow", "local"]
@@ -39,7 +39,25 @@ class Settings(BaseSettings):
     ADMIN_RELOAD_TOKEN: SecretStr | None = None
     API_HOST: str = "127.0.0.1"
     API_PORT: int = Field(default=8000, ge=1, le=65535)
+    API_WORKERS: int = Field(default=1, ge=1, le=16)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Prediction endpoints expose data about minors: without tokens they refuse (fail-closed).
+    API_TOKENS: SecretStr | None = None  # comma-separated
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    MAX_BODY_BYTES: int = Field(default=2_000_000, ge=1024)
+    BATCH_LIMIT: int = Field(default=1000, ge=1)
+    ALUNOS_LIMIT: int = Field(default=200, ge=1)
+    MODEL_POLL_SECONDS: float = Field(default=0.0, ge=0)  # 0 = do not follow the alias
+    MODEL_RETRY_SECONDS: float = Field(default=10.0, gt=0)
+
+    # Feature store: offline Parquet, online SQL (SQLite by default, PostgreSQL in production).
+    ONLINE_STORE_URL: str | None = None
+    FEATURE_REFRESH_SECONDS: float = Field(default=5.0, gt=0)
+
+    # Prediction log, shared by every replica (a PVC in Kubernetes).
+    PREDICTION_LOG_PATH: Path = Path("logs/predictions.jsonl")
+    PREDICTION_LOG_MAX_BYTES: int = Field(default=100_000_000, ge=10_000)
+    PREDICTION_LOG_DAILY: bool = True  # also rotate when the day changes
 
     # Monitoring and alerts.
     SLACK_WEBHOOK_URL: SecretStr | None = None
@@ -60,11 +78,33 @@ class Settings(BaseSettings):
     GATE_TOLERANCE: float = Field(default=0.02, ge=0.0, le=1.0)
     SYNTH_STUDENTS: int = Field(default=1400, ge=50)
 
-    @field_validator("MLFLOW_TRACKING_URI", "PEDE_DATA_PATH", mode="before")
+    @field_validator("MLFLOW_TRACKING_URI", "PEDE_DATA_PATH", "ONLINE_STORE_URL", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # ConfigMaps and `.env` files often carry `KEY=`; treat it as "not set".
         return None if value == "" else value
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def api_tokens(self) -> list[str]:
+        raw = self.API_TOKENS.get_secret_value() if self.API_TOKENS else ""
+        return [token.strip() for token in raw.split(",") if token.strip()]
+
+    @property
+    def online_store_url(self) -> str:
+        return self.ONLINE_STORE_URL or (
+            f"sqlite:///{(self.DATA_DIR / 'feature_store' / 'online.db').resolve()}"
+        )
+
+    @property
+    def offline_store_dir(self) -> Path:
+        return self.DATA_DIR / "feature_store" / "offline"
 
     @property
     def model_alias(self) -> str:
