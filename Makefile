@@ -9,10 +9,9 @@ PY := $(VENV)/bin/python
 UV := $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY := true
-MODEL_NAME ?= passos-magicos-ponto-virada
 PEDE_DATA_DIR ?= $(abspath ../shared/data/pede)
 
-.PHONY: help setup run train predict api dashboard test test-cov lint format bench docker-up docker-down clean
+.PHONY: help setup run train predict materialize api dashboard test test-cov lint format bench docker-up docker-down clean
 
 help: ## Lista os alvos
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,9 +25,8 @@ $(VENV)/.synced: pyproject.toml uv.lock
 
 setup: $(VENV)/.synced ## Cria o ambiente .venv com todas as dependências (uv.lock)
 
-run: setup ## Job principal nos padrões embutidos: treina, registra, pontua o último ciclo
-	$(CLI) train
-	$(CLI) predict --output data/previsoes.csv --model-uri "models:/$(MODEL_NAME)@staging"
+run: setup ## Job principal: treina, registra, promove na 1ª vez, materializa, sobe API e MLflow UI
+	$(CLI) run
 
 train: setup ## Treina com PEDE_DATA_PATH (ou dados sintéticos) e registra no MLflow
 	$(CLI) train
@@ -36,8 +34,11 @@ train: setup ## Treina com PEDE_DATA_PATH (ou dados sintéticos) e registra no M
 predict: setup ## Pontua o ciclo mais recente com o modelo do alias de MLFLOW_MODEL_STAGE
 	$(CLI) predict --output data/previsoes.csv
 
-api: ## API FastAPI (ainda não disponível nesta versão)
-	@echo "erro: a API de serving ainda não faz parte desta versão (issue #3)" >&2; exit 1
+materialize: setup ## Grava o feature store offline e materializa o online
+	$(CLI) materialize
+
+api: setup ## API FastAPI em API_HOST:API_PORT (precisa de API_TOKENS para previsões)
+	$(CLI) serve
 
 dashboard: ## Dashboard Streamlit (ainda não disponível nesta versão)
 	@echo "erro: o dashboard ainda não faz parte desta versão (issue #5)" >&2; exit 1

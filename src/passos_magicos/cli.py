@@ -313,6 +313,62 @@ def models(
         )
 
 
+# ---------------------------------------------------------------------------------------------
+# feature store, serving, the whole job
+
+
+@app.command()
+def materialize(data: DataOption = None) -> None:
+    """Grava o feature store offline (Parquet) e materializa o último ciclo de cada aluno no
+    online."""
+    from passos_magicos.data.dataset import load_dataset
+    from passos_magicos.feature_store.materialize import materialize_online, store_offline
+
+    settings = _settings()
+    with _user_errors():
+        dataset = load_dataset(_data_uris(settings, data))
+        table = store_offline(settings, dataset)
+        meta = materialize_online(settings, table, dataset.digest)
+    typer.echo(
+        f"feature store: versão {meta.version}, {meta.rows} alunos, ciclos "
+        f"{dict(meta.cycles)}, origem {meta.source_digest[:12]}…"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Padrão: API_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Padrão: API_PORT.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Padrão: API_WORKERS.")] = None,
+) -> None:
+    """Sobe a API FastAPI (uvicorn)."""
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "passos_magicos.serving.app:create_app",
+        factory=True,
+        host=host or settings.API_HOST,
+        port=port or settings.API_PORT,
+        workers=workers or settings.API_WORKERS,
+        log_level=settings.LOG_LEVEL.lower(),
+        access_log=False,  # every prediction is already in the prediction log
+        server_header=False,
+    )
+
+
+@app.command()
+def run(data: DataOption = None) -> None:
+    """O job principal (make run): treina, registra, promove na primeira vez, materializa e
+    sobe a API e a UI do MLflow até Ctrl-C."""
+    from passos_magicos.launcher import run_everything
+
+    settings = _settings()
+    with _user_errors():
+        code = run_everything(settings, _data_uris(settings, data), typer.echo)
+    raise typer.Exit(code)
+
+
 def main() -> None:  # pragma: no cover - console script entry
     app(prog_name="passos-magicos")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from passos_magicos.data.storage import is_s3_uri, write_s3
 from passos_magicos.features import scoring_frame
 from passos_magicos.settings import Settings
 from passos_magicos.training.models import PontoViradaClassifier
-from passos_magicos.training.packaging import METADATA_FILE, conform_inputs, load_classifier
+from passos_magicos.training.packaging import conform_inputs, load_classifier, read_local_metadata
 
 OUTPUT_COLUMNS = ("aluno_id", "ano", "probabilidade_pv", "pv_previsto", "modelo_versao")
 
@@ -38,10 +37,7 @@ def resolve_model(settings: Settings, model_uri: str | None = None) -> ResolvedM
                 f"nenhum modelo local em {settings.local_model_dir}; rode `passos-magicos train`"
             )
     if model_uri is not None and not model_uri.startswith("models:/"):
-        metadata_path = Path(model_uri) / METADATA_FILE
-        local_version = "local"
-        if metadata_path.exists():
-            local_version = str(json.loads(metadata_path.read_text()).get("version", "local"))
+        local_version = str(read_local_metadata(Path(model_uri)).get("version", "local"))
         return ResolvedModel(uri=model_uri, version=local_version, source="local")
 
     client = registry.configure(settings)

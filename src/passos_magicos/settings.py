@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     PREDICTION_LOG_PATH: Path = Path("logs/predictions.jsonl")
     PREDICTION_LOG_MAX_BYTES: int = Field(default=100_000_000, ge=10_000)
     PREDICTION_LOG_DAILY: bool = True  # also rotate when the day changes
+    # Monitoring runs and alert history (written by the monitoring job, read by the API).
+    MONITORING_STORE_URL: str | None = None
 
     # Monitoring and alerts.
     SLACK_WEBHOOK_URL: SecretStr | None = None
@@ -78,7 +80,13 @@ class Settings(BaseSettings):
     GATE_TOLERANCE: float = Field(default=0.02, ge=0.0, le=1.0)
     SYNTH_STUDENTS: int = Field(default=1400, ge=50)
 
-    @field_validator("MLFLOW_TRACKING_URI", "PEDE_DATA_PATH", "ONLINE_STORE_URL", mode="before")
+    @field_validator(
+        "MLFLOW_TRACKING_URI",
+        "PEDE_DATA_PATH",
+        "ONLINE_STORE_URL",
+        "MONITORING_STORE_URL",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # ConfigMaps and `.env` files often carry `KEY=`; treat it as "not set".
@@ -101,6 +109,11 @@ class Settings(BaseSettings):
         return self.ONLINE_STORE_URL or (
             f"sqlite:///{(self.DATA_DIR / 'feature_store' / 'online.db').resolve()}"
         )
+
+    @property
+    def monitoring_store_url(self) -> str:
+        default = (self.PREDICTION_LOG_PATH.parent / "monitoring.db").resolve()
+        return self.MONITORING_STORE_URL or f"sqlite:///{default}"
 
     @property
     def offline_store_dir(self) -> Path:

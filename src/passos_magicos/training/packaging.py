@@ -154,30 +154,54 @@ def load_classifier(model_uri: str) -> tuple[PontoViradaClassifier, dict[str, An
     return python_model.classifier, metadata
 
 
-def export_registered(settings: Settings, version: str) -> Path:
-    """Copy a registered version, byte for byte, to the local model folder (serving fallback)."""
+def download_registered(settings: Settings, version: str, target: Path) -> dict[str, Any]:
+    """Download a registered version's files into `target` (an empty folder) and describe it:
+    what /model/info and the local fallback need, from the version tags and the run."""
     from mlflow.artifacts import download_artifacts
 
     from passos_magicos import registry
 
     name = settings.MLFLOW_MODEL_NAME
     client = registry.configure(settings)
-    tags = client.get_model_version(name, version).tags
+    model_version = client.get_model_version(name, version)
+    tags = model_version.tags
+    download_artifacts(artifact_uri=registry.model_uri(name, version=version), dst_path=str(target))
+    run_metrics: dict[str, float] = {}
+    if model_version.run_id:
+        run_metrics = {
+            k: v
+            for k, v in client.get_run(model_version.run_id).data.metrics.items()
+            if k.startswith(("oot_", "cv_"))
+        }
+    metadata: dict[str, Any] = {
+        "model_name": name,
+        "version": version,
+        "run_id": model_version.run_id,
+        "kind": tags.get("model.kind"),
+        "threshold": float(tags.get("model.threshold", "nan")),
+        "eval_key": tags.get("eval.key"),
+        "eval_metric": tags.get("eval.metric"),
+        "eval_value": float(tags.get("eval.value", "nan")),
+        "trained_at": tags.get("trained_at"),
+        "dataset_sha256": tags.get("dataset.sha256"),
+        "metrics": run_metrics,
+        "exported_at": registry.now_iso(),
+    }
+    (target / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+    return metadata
+
+
+def export_registered(settings: Settings, version: str) -> Path:
+    """Copy a registered version, byte for byte, to the local model folder (serving fallback)."""
     with _swap_into(settings.local_model_dir) as target:
         target.mkdir()
-        download_artifacts(
-            artifact_uri=registry.model_uri(name, version=version), dst_path=str(target)
-        )
-        metadata = {
-            "model_name": name,
-            "version": version,
-            "kind": tags.get("model.kind"),
-            "threshold": float(tags.get("model.threshold", "nan")),
-            "eval_key": tags.get("eval.key"),
-            "eval_value": float(tags.get("eval.value", "nan")),
-            "trained_at": tags.get("trained_at"),
-            "dataset_sha256": tags.get("dataset.sha256"),
-            "exported_at": registry.now_iso(),
-        }
-        (target / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+        download_registered(settings, version, target)
     return settings.local_model_dir
+
+
+def read_local_metadata(path: Path) -> dict[str, Any]:
+    metadata_path = path / METADATA_FILE
+    if not metadata_path.exists():
+        return {}
+    data: dict[str, Any] = json.loads(metadata_path.read_text())
+    return data

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from passos_magicos.data.dataset import Dataset, load_dataset
+from passos_magicos.feature_store.materialize import materialize_online, store_offline
 from passos_magicos.features import MODEL_INPUTS, TransitionSet, build_transitions, check_leakage
 from passos_magicos.progress import Echo, StageTimer, stderr_echo
 from passos_magicos.settings import Settings
@@ -44,15 +45,17 @@ def run_training(
 ) -> TrainOutcome:
     kind = kind or settings.TRAIN_MODEL
     folds, seed = settings.CV_FOLDS, settings.RANDOM_SEED
-    timer = StageTimer(total=7 + (kind == "auto"), echo=echo)
+    timer = StageTimer(total=8 + (kind == "auto"), echo=echo)
 
     with timer.stage("load", "Lendo e validando os dados") as tick:
         dataset = load_dataset(data_uris)
         for line in dataset.report.describe():
             tick(line)
 
-    with timer.stage("features", "Montando transições t→t+1 e checando vazamento") as tick:
-        transitions = build_transitions(dataset.table, features, horizon)
+    with timer.stage("features", "Feature store offline, transições t→t+1, vazamento") as tick:
+        table = store_offline(settings, dataset)
+        tick(f"feature store offline: {settings.offline_store_dir} ({len(table)} registros)")
+        transitions = build_transitions(table, features, horizon)
         _require_enough(transitions, dataset)
         for year, group in transitions.frame.groupby("ano_alvo"):
             tick(
@@ -112,6 +115,9 @@ def run_training(
                 publish_to_mlflow(settings, outcome, plots, tick)
             else:
                 publish_locally(settings, outcome, tick)
+    with timer.stage("materialize", "Materializando as features no feature store online") as tick:
+        meta = materialize_online(settings, table, dataset.digest)
+        tick(f"versão {meta.version}: {meta.rows} alunos (ciclo mais recente {meta.latest_cycle})")
     return outcome
 
 

@@ -1,0 +1,119 @@
+"""The FastAPI application: `create_app()` wires settings, model runtime, feature store,
+prediction log, metrics and alerts, then the routers (one per resource)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+
+from passos_magicos import __version__
+from passos_magicos.alerts.history import AlertHistory
+from passos_magicos.alerts.slack import SlackSender
+from passos_magicos.feature_store.online import CachedOnlineFeatures, OnlineStore
+from passos_magicos.serving import errors
+from passos_magicos.serving.deps import AppState
+from passos_magicos.serving.metrics import SharedLogMetrics
+from passos_magicos.serving.middleware import RequestContextMiddleware
+from passos_magicos.serving.prediction_log import PredictionLog
+from passos_magicos.serving.routers import admin, alerts, features, health, metrics, model, predict
+from passos_magicos.serving.runtime import ModelRuntime
+from passos_magicos.serving.security import ADMIN_TOKEN_HEADER, API_TOKEN_HEADER
+from passos_magicos.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+API de previsão do **Ponto de Virada** (PV) da Associação Passos Mágicos.
+
+A partir do registro de um aluno no ciclo *t* da PEDE, estima a probabilidade de ele atingir o
+PV no ciclo seguinte (*t+1*) e mostra os fatores que mais pesaram.
+
+- Endpoints de previsão exigem um token de API (`Authorization: Bearer <token>` ou
+  `X-API-Token`); sem `API_TOKENS` configurado eles ficam desabilitados.
+- Administração e envio de alertas exigem `X-Admin-Token`.
+- Toda previsão é registrada em `logs/predictions.jsonl` (sem nomes: só o id do arquivo).
+"""
+
+TAGS = [
+    {"name": "previsões", "description": "Probabilidade de PV no próximo ciclo"},
+    {"name": "saúde", "description": "Sondas de liveness e readiness"},
+    {"name": "modelo", "description": "O modelo em uso e suas métricas"},
+    {"name": "features", "description": "Feature store online"},
+    {"name": "métricas", "description": "Métricas de serving a partir do log compartilhado"},
+    {"name": "alertas", "description": "Monitoramento e alertas no Slack"},
+    {"name": "administração", "description": "Recarga do modelo"},
+]
+
+
+def build_state(settings: Settings) -> AppState:
+    store = OnlineStore(settings.online_store_url)
+    webhook = settings.SLACK_WEBHOOK_URL
+    return AppState(
+        settings=settings,
+        runtime=ModelRuntime(settings),
+        store=store,
+        features=CachedOnlineFeatures(store),
+        prediction_log=PredictionLog(
+            settings.PREDICTION_LOG_PATH,
+            settings.PREDICTION_LOG_MAX_BYTES,
+            settings.PREDICTION_LOG_DAILY,
+        ),
+        metrics=SharedLogMetrics(settings.PREDICTION_LOG_PATH, settings.PERFORMANCE_WINDOW),
+        alerts=AlertHistory(settings.monitoring_store_url),
+        slack=SlackSender(webhook.get_secret_value() if webhook else None),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = build_state(settings)
+        app.state.passos = state
+        if not settings.api_tokens:
+            logger.warning("API_TOKENS não configurado: endpoints de previsão desabilitados")
+        state.runtime.start()
+        state.features.start(settings.FEATURE_REFRESH_SECONDS)
+        try:
+            yield
+        finally:
+            state.runtime.stop()
+            state.features.stop()
+            state.prediction_log.close()
+            state.store.dispose()
+
+    app = FastAPI(
+        title="Passos Mágicos — Ponto de Virada",
+        description=DESCRIPTION,
+        version=__version__,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    if settings.CORS_ORIGINS:
+        wildcard = "*" in settings.CORS_ORIGINS
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.CORS_ORIGINS,
+            allow_credentials=not wildcard,  # never `*` with credentials
+            allow_methods=["GET", "POST"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                API_TOKEN_HEADER,
+                ADMIN_TOKEN_HEADER,
+                "X-Request-ID",
+            ],
+        )
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.MAX_BODY_BYTES)
+    app.add_exception_handler(RequestValidationError, errors.validation_error)
+    app.add_exception_handler(HTTPException, errors.http_error)
+    app.add_exception_handler(Exception, errors.internal_error)
+    for router in (health, model, predict, features, metrics, admin, alerts):
+        app.include_router(router.router)
+    return app

@@ -1,0 +1,50 @@
+"""What every request can depend on: the app's shared state and the model being served."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from passos_magicos.alerts.history import AlertHistory
+from passos_magicos.alerts.slack import SlackSender
+from passos_magicos.feature_store.online import CachedOnlineFeatures, OnlineStore
+from passos_magicos.serving.metrics import SharedLogMetrics
+from passos_magicos.serving.prediction_log import PredictionLog
+from passos_magicos.serving.runtime import LoadedModel, ModelRuntime
+from passos_magicos.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    runtime: ModelRuntime
+    store: OnlineStore
+    features: CachedOnlineFeatures
+    prediction_log: PredictionLog
+    metrics: SharedLogMetrics
+    alerts: AlertHistory
+    slack: SlackSender
+    started_at: float = field(default_factory=time.time)
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.passos
+    return state
+
+
+def current_model(state: Annotated[AppState, Depends(app_state)]) -> LoadedModel:
+    model = state.runtime.current
+    if model is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "modelo ainda não carregado; tente de novo em instantes",
+            headers={"Retry-After": "5"},
+        )
+    return model
+
+
+State = Annotated[AppState, Depends(app_state)]
+Model = Annotated[LoadedModel, Depends(current_model)]

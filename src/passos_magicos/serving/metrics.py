@@ -1,0 +1,402 @@
+"""`GET /metrics` figures computed from the shared prediction log, not from process memory.
+
+Every worker and replica appends to the same log (a shared volume), so every replica that
+reads it reports the same totals, class distribution and latency percentiles, whichever pod
+answers. `SharedLogMetrics` reads the log incrementally: the first `refresh()` reads every
+file (rotated, then current); later ones read only the bytes appended since, following
+rotations, so a `GET /metrics` costs a `stat` and a small read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from passos_magicos.serving.prediction_log import LineReader, parse_record, rotated_log_files
+
+__all__ = ["MetricsSnapshot", "SharedLogMetrics", "prometheus_text"]
+
+POSITIVE, NEGATIVE = "pv_sim", "nao"
+UNKNOWN_VERSION = "desconhecida"
+_QUANTILES = (("p50", 50.0), ("p95", 95.0), ("p99", 99.0))
+_NUMBER = (float, int)
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """The figures of `GET /metrics` (field names are the API's pt-BR JSON contract).
+
+    Totals cover every line of the log (all files kept on the volume); latency and probability
+    statistics cover the last `janela` predictions. Statistics of an empty window are None.
+    """
+
+    total_predicoes: int
+    por_classe: Mapping[str, int]
+    distribuicao_classes: Mapping[str, float]
+    distribuicao_classes_janela: Mapping[str, float]
+    latencia_ms: Mapping[str, float | None]
+    probabilidade_media: float | None
+    versoes_modelo: Mapping[str, int]
+    ultima_predicao_em: str | None
+    linhas_invalidas: int
+    janela: int
+    predicoes_na_janela: int = field(default=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total_predicoes": self.total_predicoes,
+            "por_classe": dict(self.por_classe),
+            "distribuicao_classes": dict(self.distribuicao_classes),
+            "distribuicao_classes_janela": dict(self.distribuicao_classes_janela),
+            "latencia_ms": dict(self.latencia_ms),
+            "probabilidade_media": self.probabilidade_media,
+            "versoes_modelo": dict(self.versoes_modelo),
+            "ultima_predicao_em": self.ultima_predicao_em,
+            "linhas_invalidas": self.linhas_invalidas,
+            "janela": self.janela,
+            "predicoes_na_janela": self.predicoes_na_janela,
+        }
+
+
+def _shares(positive: int, total: int) -> dict[str, float]:
+    if total == 0:
+        return {POSITIVE: 0.0, NEGATIVE: 0.0}
+    share = round(positive / total, 6)
+    return {POSITIVE: share, NEGATIVE: round(1.0 - share, 6)}
+
+
+class SharedLogMetrics:
+    """Aggregates of the prediction log at `path`, kept up to date by `refresh()`.
+
+    Only aggregates and the last `window` latencies / probabilities / classes are kept in
+    memory, never the records. Thread-safe: refresh and snapshot serialise on one lock.
+    """
+
+    def __init__(self, path: Path, window: int) -> None:
+        if window < 1:
+            raise ValueError("window deve ser ao menos 1")
+        self.path = Path(path)
+        self.window = window
+        self._lock = threading.Lock()
+        self._started = False
+        # The file followed at the last refresh (dev, inode) and the byte after its last
+        # complete line; a trailing line without its newline is read again next time.
+        self._current: tuple[int, int] | None = None
+        self._offset = 0
+        self._done_rotated: set[str] = set()  # names of rotated files fully read
+        self._total = 0
+        self._positive = 0
+        self._invalid = 0
+        self._versions: dict[str, int] = {}
+        self._last_ts: str | None = None
+        self._latencies: deque[float] = deque(maxlen=window)
+        self._probabilities: deque[float] = deque(maxlen=window)
+        self._classes: deque[bool] = deque(maxlen=window)
+
+    def refresh(self) -> None:
+        """Read what was appended since the last call (everything on the first call)."""
+        with self._lock:
+            self._refresh_locked()
+
+    def snapshot(self) -> MetricsSnapshot:
+        with self._lock:
+            latencies = np.fromiter(self._latencies, dtype=float, count=len(self._latencies))
+            probabilities = list(self._probabilities)
+            window_positive = sum(self._classes)
+            window_count = len(self._classes)
+            total, positive = self._total, self._positive
+            versions = dict(sorted(self._versions.items()))
+            last_ts, invalid = self._last_ts, self._invalid
+        latency: dict[str, float | None] = dict.fromkeys(("p50", "p95", "p99", "media"))
+        if latencies.size:
+            values = np.percentile(latencies, [q for _, q in _QUANTILES])
+            for (key, _), value in zip(_QUANTILES, values, strict=True):
+                latency[key] = round(float(value), 3)
+            latency["media"] = round(float(latencies.mean()), 3)
+        return MetricsSnapshot(
+            total_predicoes=total,
+            por_classe={POSITIVE: positive, NEGATIVE: total - positive},
+            distribuicao_classes=_shares(positive, total),
+            distribuicao_classes_janela=_shares(window_positive, window_count),
+            latencia_ms=latency,
+            probabilidade_media=(
+                round(math.fsum(probabilities) / len(probabilities), 6) if probabilities else None
+            ),
+            versoes_modelo=versions,
+            ultima_predicao_em=last_ts,
+            linhas_invalidas=invalid,
+            janela=self.window,
+            predicoes_na_janela=window_count,
+        )
+
+    # -- incremental reading ----------------------------------------------------------------
+
+    def _refresh_locked(self) -> None:
+        # Open the current file BEFORE listing rotated files: if it is rotated in between, it
+        # shows up in the listing and is finished there, and is not read again below.
+        try:
+            fd: int | None = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = None
+        try:
+            ident = _identity(os.fstat(fd)) if fd is not None else None
+            finished: set[tuple[int, int]] = set()
+            if not self._started or ident is None or ident != self._current:
+                finished = self._read_new_rotated_files()
+            self._started = True
+            if fd is None or ident is None or ident in finished:
+                self._current, self._offset = None, 0
+                return
+            if ident != self._current:
+                self._current, self._offset = ident, 0
+            elif os.fstat(fd).st_size < self._offset:
+                self._offset = 0  # truncated or replaced in place: start over
+            reader = LineReader(fd, self._offset)
+            self._consume(reader)
+            self._offset = reader.offset
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _read_new_rotated_files(self) -> set[tuple[int, int]]:
+        """Read rotated files not read yet, oldest first; return their identities."""
+        finished: set[tuple[int, int]] = set()
+        listed = rotated_log_files(self.path)
+        for file in listed:
+            if file.name in self._done_rotated:
+                continue
+            try:
+                fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # pruned by retention in the meantime
+            try:
+                ident = _identity(os.fstat(fd))
+                # The file we were following: continue where we stopped.
+                start = self._offset if ident == self._current else 0
+                reader = LineReader(fd, start)
+                self._consume(reader)
+                tail = reader.tail.strip()
+                if tail:
+                    # Rotated files are never written again: the last line is final.
+                    self._consume_line(tail)
+            finally:
+                os.close(fd)
+            if ident == self._current:
+                self._current, self._offset = None, 0
+            finished.add(ident)
+            self._done_rotated.add(file.name)
+        # Forget names that are gone (retention), so the set stays as small as the directory.
+        self._done_rotated.intersection_update(file.name for file in listed)
+        return finished
+
+    def _consume(self, reader: LineReader) -> None:
+        """Fold every complete line of `reader` into the aggregates.
+
+        This loop runs once per line of a log that may hold millions, so it applies
+        `parse_record`'s validity rules inline and works on local variables.
+        """
+        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        total, positive, invalid = self._total, self._positive, self._invalid
+        versions, last_ts = self._versions, self._last_ts
+        add_latency = self._latencies.append
+        add_probability = self._probabilities.append
+        add_class = self._classes.append
+        try:
+            for lines in reader:
+                for line in lines:
+                    if not line:
+                        continue
+                    try:
+                        obj = loads(line)
+                    except decode_error:
+                        invalid += 1
+                        continue
+                    if type(obj) is not dict:
+                        invalid += 1
+                        continue
+                    pv = obj.get("pv_previsto")
+                    probability: Any = obj.get("probabilidade")
+                    latency: Any = obj.get("latencia_ms")
+                    if (
+                        type(pv) is not bool
+                        or type(probability) not in _NUMBER
+                        or type(latency) not in _NUMBER
+                    ):
+                        invalid += 1
+                        continue
+                    total += 1
+                    if pv:
+                        positive += 1
+                    version = obj.get("versao")
+                    if type(version) is not str:
+                        version = UNKNOWN_VERSION
+                    versions[version] = versions.get(version, 0) + 1
+                    ts = obj.get("ts")
+                    if type(ts) is str and (last_ts is None or ts > last_ts):
+                        last_ts = ts
+                    add_latency(latency)
+                    add_probability(probability)
+                    add_class(pv)
+        finally:
+            self._total, self._positive, self._invalid = total, positive, invalid
+            self._last_ts = last_ts
+
+    def _consume_line(self, line: bytes) -> None:
+        """Fold one line (a rotated file's unterminated last line) into the aggregates."""
+        record = parse_record(line)
+        if record is None:
+            self._invalid += 1
+            return
+        self._total += 1
+        if record["pv_previsto"]:
+            self._positive += 1
+        version = record.get("versao")
+        key = version if type(version) is str else UNKNOWN_VERSION
+        self._versions[key] = self._versions.get(key, 0) + 1
+        ts = record.get("ts")
+        if type(ts) is str and (self._last_ts is None or ts > self._last_ts):
+            self._last_ts = ts
+        self._latencies.append(record["latencia_ms"])
+        self._probabilities.append(record["probabilidade"])
+        self._classes.append(record["pv_previsto"])
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+# -- Prometheus text exposition format 0.0.4 -------------------------------------------------
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
+
+
+def _timestamp_seconds(ts: str | None) -> float | None:
+    if ts is None:
+        return None
+    try:
+        return datetime.fromisoformat(ts).timestamp()
+    except ValueError:
+        return None
+
+
+class _Exposition:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(
+        self,
+        name: str,
+        kind: str,
+        help_text: str,
+        samples: list[tuple[Mapping[str, str], float | None]],
+    ) -> None:
+        self.lines.append(f"# HELP {name} {_escape_help(help_text)}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            rendered = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
+            label_part = f"{{{rendered}}}" if rendered else ""
+            self.lines.append(f"{name}{label_part} {_number(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def prometheus_text(
+    snapshot: MetricsSnapshot, model_name: str, model_version: str | None, ready: bool
+) -> str:
+    """`snapshot` (plus this replica's model and readiness) in the Prometheus text format."""
+    out = _Exposition()
+    out.family(
+        "passos_predicoes_total",
+        "counter",
+        "Predições registradas no log compartilhado, por classe prevista.",
+        [({"classe": cls}, n) for cls, n in snapshot.por_classe.items()],
+    )
+    out.family(
+        "passos_predicoes_por_versao_total",
+        "counter",
+        "Predições registradas no log compartilhado, por versão do modelo.",
+        [({"versao": version}, n) for version, n in snapshot.versoes_modelo.items()],
+    )
+    out.family(
+        "passos_latencia_ms",
+        "gauge",
+        f"Latência das predições em ms (quantis das últimas {snapshot.janela} predições).",
+        [
+            ({"quantile": q}, snapshot.latencia_ms.get(key))
+            for q, key in (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"))
+        ],
+    )
+    out.family(
+        "passos_latencia_media_ms",
+        "gauge",
+        f"Latência média das predições em ms (últimas {snapshot.janela} predições).",
+        [({}, snapshot.latencia_ms.get("media"))],
+    )
+    out.family(
+        "passos_probabilidade_media",
+        "gauge",
+        f"Probabilidade média de ponto de virada (últimas {snapshot.janela} predições).",
+        [({}, snapshot.probabilidade_media)],
+    )
+    out.family(
+        "passos_proporcao_pv_sim_janela",
+        "gauge",
+        f"Proporção de predições pv_sim nas últimas {snapshot.janela} predições.",
+        [({}, snapshot.distribuicao_classes_janela.get(POSITIVE))],
+    )
+    last_seconds = _timestamp_seconds(snapshot.ultima_predicao_em)
+    if last_seconds is not None:
+        out.family(
+            "passos_ultima_predicao_timestamp_seconds",
+            "gauge",
+            "Momento (Unix, UTC) da predição mais recente no log compartilhado.",
+            [({}, last_seconds)],
+        )
+    out.family(
+        "passos_log_linhas_invalidas_total",
+        "counter",
+        "Linhas malformadas ignoradas no log de predições.",
+        [({}, snapshot.linhas_invalidas)],
+    )
+    out.family(
+        "passos_modelo_info",
+        "gauge",
+        "Modelo carregado nesta réplica.",
+        [({"modelo": model_name, "versao": model_version or "nenhuma"}, 1)],
+    )
+    out.family(
+        "passos_api_pronta",
+        "gauge",
+        "1 quando esta réplica tem um modelo carregado e aceita predições.",
+        [({}, 1 if ready else 0)],
+    )
+    return out.text()

@@ -1,0 +1,247 @@
+"""Predictions: one record, a batch, or students by id from the online feature store."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from pydantic import ValidationError
+
+from passos_magicos.feature_store.online import (
+    AmbiguousStudentError,
+    FeatureStoreEmptyError,
+    StudentFeatures,
+    UnknownStudentError,
+)
+from passos_magicos.serving.deps import Model, State
+from passos_magicos.serving.errors import field_errors, request_id
+from passos_magicos.serving.schemas import (
+    LoteEntrada,
+    Previsao,
+    PrevisaoAlunos,
+    PrevisaoLote,
+    RegistroAluno,
+)
+from passos_magicos.serving.scoring import FastJSON, score
+from passos_magicos.serving.security import ApiToken
+
+router = APIRouter(tags=["previsões"], dependencies=[ApiToken])
+
+EXPLAIN = Query(description="Incluir os fatores que mais pesaram em cada previsão")
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Token de API ausente"},
+    403: {"description": "Token inválido, ou nenhum token configurado (endpoint desabilitado)"},
+    503: {"description": "Modelo ainda não carregado"},
+}
+
+
+def _started(request: Request) -> float:
+    started: float = request.scope.get("state", {}).get("started", time.perf_counter())
+    return started
+
+
+@router.post(
+    "/predict",
+    response_model=Previsao,
+    summary="Probabilidade de um aluno atingir o PV no próximo ciclo",
+    description="Recebe o registro do aluno no ciclo *t* e devolve a probabilidade de Ponto de "
+    "Virada em *t+1*, o rótulo pelo limiar do modelo e os fatores que mais pesaram. O PV do "
+    "ciclo seguinte é o que se estima: enviá-lo é um erro (422).",
+    responses={
+        **AUTH_ERRORS,
+        422: {"description": "Campos ausentes, desconhecidos ou fora de 0-10"},
+    },
+)
+async def predict(
+    body: RegistroAluno,
+    request: Request,
+    model: Model,
+    state: State,
+    explicar: Annotated[bool, EXPLAIN] = True,
+) -> FastJSON:
+    bodies = score(
+        model,
+        [body.model_inputs()],
+        request_id=request_id(request),
+        endpoint="/predict",
+        log=state.prediction_log,
+        started=_started(request),
+        ids=[body.aluno_id],
+        cycles=[body.ano],
+        explain=explicar,
+    )
+    return FastJSON(bodies[0])
+
+
+@router.post(
+    "/predict/batch",
+    response_model=PrevisaoLote,
+    summary="Previsões em lote (registros inválidos apontados por índice)",
+    description="Até BATCH_LIMIT registros (padrão 1.000; mais que isso: 413). Registros válidos "
+    "são pontuados; os inválidos voltam em `invalidos`, com o índice e os campos.",
+    responses={**AUTH_ERRORS, 413: {"description": "Lote acima do limite"}},
+)
+async def predict_batch(
+    body: LoteEntrada,
+    request: Request,
+    model: Model,
+    state: State,
+    explicar: Annotated[bool, EXPLAIN] = False,
+) -> FastJSON:
+    limit = state.settings.BATCH_LIMIT
+    if len(body.registros) > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"lote com {len(body.registros)} registros; o limite é {limit}",
+        )
+    valid: list[RegistroAluno] = []
+    invalid: list[dict[str, Any]] = []
+    for index, record in enumerate(body.registros):
+        try:
+            valid.append(RegistroAluno.model_validate(record))
+        except ValidationError as exc:
+            invalid.append({"indice": index, "erros": field_errors(exc.errors())})
+    rid = request_id(request)
+    bodies = (
+        score(
+            model,
+            [r.model_inputs() for r in valid],
+            request_id=rid,
+            endpoint="/predict/batch",
+            log=state.prediction_log,
+            started=_started(request),
+            ids=[r.aluno_id for r in valid],
+            cycles=[r.ano for r in valid],
+            explain=explicar,
+        )
+        if valid
+        else []
+    )
+    return FastJSON({"request_id": rid, "previsoes": bodies, "invalidos": invalid})
+
+
+def _store_empty() -> HTTPException:
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "feature store ainda vazio: rode `passos-magicos materialize` ou um treino",
+    )
+
+
+def _student(state: State, key: str) -> StudentFeatures:
+    try:
+        return state.features.resolve(key)
+    except FeatureStoreEmptyError as exc:
+        raise _store_empty() from exc
+    except UnknownStudentError as exc:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"aluno {key!r} não encontrado no feature store (último ciclo materializado)",
+        ) from exc
+    except AmbiguousStudentError as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"número {key!r} é ambíguo: use um destes ids: {', '.join(exc.candidates)}",
+        ) from exc
+
+
+@router.get(
+    "/predict/aluno/{aluno_id}",
+    response_model=Previsao,
+    summary="Previsão para um aluno já conhecido (features do feature store online)",
+    description="Aceita `ALUNO-n`, `RA-n` ou só o número quando não é ambíguo. `ciclo` diz de "
+    "que ciclo vêm as features.",
+    responses={
+        **AUTH_ERRORS,
+        404: {"description": "Aluno desconhecido"},
+        409: {"description": "Número ambíguo (existe ALUNO-n e RA-n)"},
+    },
+)
+async def predict_student(
+    aluno_id: Annotated[str, Path(max_length=32, description="Id do aluno no arquivo")],
+    request: Request,
+    model: Model,
+    state: State,
+    explicar: Annotated[bool, EXPLAIN] = True,
+) -> FastJSON:
+    student = _student(state, aluno_id)
+    bodies = score(
+        model,
+        [dict(student.features)],
+        request_id=request_id(request),
+        endpoint="/predict/aluno",
+        log=state.prediction_log,
+        started=_started(request),
+        ids=[student.aluno_id],
+        cycles=[student.ano],
+        explain=explicar,
+    )
+    return FastJSON(bodies[0])
+
+
+@router.get(
+    "/predict/alunos",
+    response_model=PrevisaoAlunos,
+    summary="Previsões para vários alunos do feature store",
+    description="`aluno_ids=1,2,RA-3` (até ALUNOS_LIMIT ids; ids desconhecidos e ambíguos são "
+    "listados sem derrubar os outros). Sem `aluno_ids`: todos os alunos do feature store, do "
+    "mais provável ao menos provável de atingir o PV.",
+    responses={**AUTH_ERRORS, 413: {"description": "Ids demais"}},
+)
+async def predict_students(
+    request: Request,
+    model: Model,
+    state: State,
+    aluno_ids: Annotated[
+        str | None, Query(max_length=20_000, description="Ids separados por vírgula")
+    ] = None,
+    explicar: Annotated[bool, EXPLAIN] = False,
+) -> FastJSON:
+    snapshot = state.features.snapshot
+    if snapshot is None:
+        raise _store_empty()
+    unknown: list[str] = []
+    ambiguous: dict[str, list[str]] = {}
+    if aluno_ids is None:
+        students = list(snapshot.students.values())
+    else:
+        keys = [k.strip() for k in aluno_ids.split(",") if k.strip()]
+        limit = state.settings.ALUNOS_LIMIT
+        if len(keys) > limit:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE, f"{len(keys)} ids; o limite é {limit}"
+            )
+        students, seen = [], set()
+        for key in keys:
+            try:
+                student = snapshot.resolve(key)
+            except AmbiguousStudentError as exc:
+                ambiguous[key] = list(exc.candidates)
+                continue
+            except UnknownStudentError:
+                unknown.append(key)
+                continue
+            if student.aluno_id not in seen:
+                seen.add(student.aluno_id)
+                students.append(student)
+    rid = request_id(request)
+    bodies = (
+        score(
+            model,
+            [dict(s.features) for s in students],
+            request_id=rid,
+            endpoint="/predict/alunos",
+            log=state.prediction_log,
+            started=_started(request),
+            ids=[s.aluno_id for s in students],
+            cycles=[s.ano for s in students],
+            explain=explicar,
+        )
+        if students
+        else []
+    )
+    if aluno_ids is None:
+        bodies.sort(key=lambda b: (-b["probabilidade_pv"], b["aluno_id"]))
+    return FastJSON(
+        {"request_id": rid, "previsoes": bodies, "desconhecidos": unknown, "ambiguos": ambiguous}
+    )
