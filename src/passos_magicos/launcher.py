@@ -67,6 +67,21 @@ def promote_first_run(settings: Settings, version: str | None, echo: Echo) -> No
     echo(f"primeira execução: versão {version} promovida para @production")
 
 
+def start_mlflow_ui(settings: Settings, echo: Echo) -> subprocess.Popen[bytes] | None:
+    """The MLflow UI over the embedded store (a lean server: one worker, no job runner)."""
+    if not port_free("127.0.0.1", MLFLOW_UI_PORT):
+        echo(f"porta {MLFLOW_UI_PORT} ocupada: MLflow UI não iniciada")
+        return None
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri"]
+    command += [settings.tracking_uri, "--host", "127.0.0.1", "--port", str(MLFLOW_UI_PORT)]
+    return subprocess.Popen(
+        [*command, "--workers", "1"],
+        env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def run_everything(settings: Settings, data_uris: list[str], echo: Echo) -> int:
     api_token = os.environ.get("API_TOKENS") or local_secret(settings.DATA_DIR / "api-token")
     admin_token = os.environ.get("ADMIN_RELOAD_TOKEN") or local_secret(
@@ -79,31 +94,10 @@ def run_everything(settings: Settings, data_uris: list[str], echo: Echo) -> int:
     cli = [sys.executable, "-m", "passos_magicos.cli"]
     mlflow_url = settings.MLFLOW_TRACKING_URI
     if settings.MLFLOW_ENABLED and mlflow_url is None:
-        if port_free("127.0.0.1", MLFLOW_UI_PORT):
-            children.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "mlflow",
-                        "server",
-                        "--backend-store-uri",
-                        settings.tracking_uri,
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(MLFLOW_UI_PORT),
-                        "--workers",
-                        "1",
-                    ],
-                    env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+        ui = start_mlflow_ui(settings, echo)
+        if ui is not None:
+            children.append(ui)
             mlflow_url = f"http://127.0.0.1:{MLFLOW_UI_PORT}"
-        else:
-            echo(f"porta {MLFLOW_UI_PORT} ocupada: MLflow UI não iniciada")
     host, port = settings.API_HOST, settings.API_PORT
     if not port_free(host if host != "0.0.0.0" else "127.0.0.1", port):  # noqa: S104
         echo(f"erro: a porta {port} já está em uso; defina API_PORT")
