@@ -13,7 +13,6 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from passos_magicos.data.schema import INDICATORS
 
@@ -107,6 +106,8 @@ def scoring_frame(table: pd.DataFrame, year: int | None = None) -> pd.DataFrame:
 
 def single_feature_auc(values: pd.Series, y: np.ndarray, min_rows: int = 30) -> float | None:
     """How well one feature alone separates the label (direction-free ROC-AUC)."""
+    from sklearn.metrics import roc_auc_score  # training-only; keeps this module light
+
     numeric = pd.to_numeric(values, errors="coerce") if values.dtype == object else values
     present = numeric.notna().to_numpy()
     labels = y[present]

@@ -54,8 +54,8 @@ def quiet_mlflow_logs() -> None:
             logger.addFilter(_DropKnownNoise())
 
 
-def configure(settings: Settings) -> MlflowClient:
-    """Point MLflow at the configured server, or at the embedded local store under DATA_DIR."""
+def mlflow_defaults() -> None:
+    """Environment defaults for every MLflow call of this project (the user's env wins)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # MLflow would copy this project's uv.lock into every model: the pinned pip requirements
     # already describe the model's environment.
@@ -63,6 +63,11 @@ def configure(settings: Settings) -> MlflowClient:
     # Keep stdout for results (`--json`); we print the run link ourselves, on stderr.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     quiet_mlflow_logs()
+
+
+def configure(settings: Settings) -> MlflowClient:
+    """Point MLflow at the configured server, or at the embedded local store under DATA_DIR."""
+    mlflow_defaults()
     if settings.MLFLOW_TRACKING_USERNAME:
         os.environ["MLFLOW_TRACKING_USERNAME"] = settings.MLFLOW_TRACKING_USERNAME
     if settings.MLFLOW_TRACKING_PASSWORD:

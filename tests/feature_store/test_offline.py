@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
+import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +22,7 @@ from passos_magicos.data.storage import SourceFile
 from passos_magicos.data.synth import render_synthetic
 from passos_magicos.feature_store.offline import (
     OfflineInfo,
+    OfflineStoreCorruptError,
     OfflineStoreNotFoundError,
     read_offline,
     write_offline,
@@ -180,3 +184,29 @@ def test_empty_table_round_trips(tmp_path: Path) -> None:
 
     pd.testing.assert_frame_equal(frame, empty_canonical())
     assert info.rows_by_year == {}
+
+
+def test_a_store_that_disagrees_with_its_metadata_is_reported(
+    table: pd.DataFrame, tmp_path: Path
+) -> None:
+    root = tmp_path / "offline"
+    write_offline(table, "d", root)
+    shutil.rmtree(root / "ano=2021")
+
+    with pytest.raises(OfflineStoreCorruptError, match="não confere com os metadados"):
+        read_offline(root)
+
+
+def test_leftovers_of_dead_writers_are_removed(table: pd.DataFrame, tmp_path: Path) -> None:
+    root = tmp_path / "offline"
+    stale = tmp_path / ".offline.tmp-dead"
+    recent = tmp_path / ".offline.tmp-alive"  # could be a writer still at work
+    for path in (stale, recent):
+        path.mkdir()
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+
+    write_offline(table, "d", root)
+
+    assert not stale.exists()
+    assert recent.exists()

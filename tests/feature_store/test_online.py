@@ -482,3 +482,18 @@ def test_a_reader_process_sees_all_old_or_all_new(tmp_path: Path, frame: pd.Data
     assert not result.errors, result.errors[:3]
     assert summary["error_count"] == 0, summary["errors"]
     assert summary["reads"]["A"] + summary["reads"]["B"] > 0
+
+
+def test_cache_start_is_idempotent_and_checks_the_interval(store: OnlineStore) -> None:
+    cache = CachedOnlineFeatures(store)
+    with pytest.raises(ValueError, match="intervalo"):
+        cache.start(0)
+    cache.start(10)
+    thread = cache._thread
+    cache.start(10)
+    assert cache._thread is thread
+    assert cache.snapshot is None  # nothing materialised yet: no error either
+    assert cache.last_error is None
+    cache.stop()
+    assert thread is not None
+    assert not thread.is_alive()

@@ -66,7 +66,7 @@ def all_lines(path: Path) -> list[tuple[Path, bytes]]:
 # -- concurrent writers ----------------------------------------------------------------------
 
 SINGLES_PER_ROUND = 100
-ROUNDS = 6
+ROUNDS = 4
 BATCH = 150
 PER_WRITER = ROUNDS * (SINGLES_PER_ROUND + BATCH)
 MAX_BYTES = 100_000
@@ -199,6 +199,17 @@ def test_forked_child_does_not_reuse_the_parent_descriptor(tmp_path: Path) -> No
     log.close()
 
 
+def test_at_fork_hook_drops_inherited_descriptors(tmp_path: Path) -> None:
+    # What the child runs right after fork (called here directly, in this process).
+    log = PredictionLog(tmp_path / "predictions.jsonl", MAX_BYTES, daily=False)
+    log.append([record("a")])
+    prediction_log._reset_instances_after_fork()
+    assert log._fd is None
+    log.append([record("b")])
+    log.close()
+    assert len(all_lines(tmp_path / "predictions.jsonl")) == 2
+
+
 # -- rotation --------------------------------------------------------------------------------
 
 
@@ -300,12 +311,50 @@ def test_day_of_a_file_without_timestamps_comes_from_mtime(
     assert len(rotated_log_files(path)) == 1
 
 
+def test_impossible_date_in_the_first_line_falls_back_to_mtime(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.jsonl"
+    path.write_bytes(encode_records([record("odd", ts="2026-13-45T00:00:00.000Z")]))
+    with PredictionLog(path, 10**9, daily=True) as log:
+        log.append([record("today")])  # mtime is today: no rotation
+    assert rotated_log_files(path) == []
+
+
 def test_empty_file_is_never_rotated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "predictions.jsonl"
     path.touch()
     os.utime(path, (0, 0))
     with PredictionLog(path, 10, daily=True) as log:
         log.append([record("x")])
+    assert rotated_log_files(path) == []
+
+
+def test_failed_rotation_still_logs_the_prediction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "predictions.jsonl"
+
+    def refuse(self: Path, target: Path) -> Path:
+        raise PermissionError("read-only")
+
+    with PredictionLog(path, line_size(), daily=False) as log:
+        log.append([record("r0000")])
+        monkeypatch.setattr(Path, "rename", refuse)
+        log.append([record("r0001")])
+        log.append([record("r0002")])
+    assert len(path.read_bytes().splitlines()) == 3
+    assert rotated_log_files(path) == []
+    assert sum("rotacionar" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_pod_with_a_slower_clock_does_not_rotate_a_newer_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "predictions.jsonl"
+    midnight = datetime(2026, 3, 2, tzinfo=UTC).timestamp()
+    path.write_bytes(encode_records([record("fast", ts=utc_timestamp(midnight + 0.2))]))
+    monkeypatch.setattr(prediction_log, "_now", lambda: midnight - 0.1)  # still 1 March here
+    with PredictionLog(path, 10**9, daily=True) as log:
+        log.append([record("slow")])
     assert rotated_log_files(path) == []
 
 

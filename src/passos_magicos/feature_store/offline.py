@@ -14,6 +14,7 @@ same write before and after reading the partitions, and retry if a swap happened
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -36,6 +37,7 @@ SORT_KEYS: Final = ["ano", "aluno_id"]
 
 _READ_ATTEMPTS: Final = 20
 _RETRY_SECONDS: Final = 0.02
+_LEFTOVER_SECONDS: Final = 3600.0
 
 _ARROW_TYPES: Final[dict[str, pa.DataType]] = {
     "string": pa.string(),
@@ -98,6 +100,7 @@ def write_offline(table: pd.DataFrame, source_digest: str, root: Path) -> Offlin
         "columns": list(CANONICAL_DTYPES),
     }
     root.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(root)
     staging = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex}"
     staging.mkdir()
     try:
@@ -122,12 +125,14 @@ def read_offline(root: Path) -> tuple[pd.DataFrame, OfflineInfo]:
     """The canonical table back, with the canonical dtypes, sorted by (ano, aluno_id)."""
     root = Path(root)
     missing = 0
+    not_found = False
     for _attempt in range(_READ_ATTEMPTS):
         try:
             before = _read_metadata(root)
             frame = _read_partitions(root)
             after = _read_metadata(root)
         except FileNotFoundError:
+            not_found = True
             # Between the two renames of a swap the root is briefly absent, and a file listed
             # before a swap is gone after it: retry. Truly missing = no store and no swap seen
             # twice in a row (once could be a swap that began and ended between the checks).
@@ -139,6 +144,7 @@ def read_offline(root: Path) -> tuple[pd.DataFrame, OfflineInfo]:
                     raise OfflineStoreNotFoundError(root) from None
             time.sleep(_RETRY_SECONDS)
             continue
+        not_found = False
         if before["write_id"] != after["write_id"]:
             continue  # replaced while we read: partitions may mix two writes
         info = _info(before, root)
@@ -149,6 +155,8 @@ def read_offline(root: Path) -> tuple[pd.DataFrame, OfflineInfo]:
                 f"linhas por ano {found}, esperado {info.rows_by_year}"
             )
         return frame, info
+    if not_found:  # e.g. a writer died between its two renames
+        raise OfflineStoreNotFoundError(root)
     raise OfflineStoreCorruptError(
         f"armazenamento offline em {root} foi substituído repetidamente durante a leitura"
     )
@@ -169,6 +177,16 @@ def _swap_in(staging: Path, root: Path) -> None:
         root.rename(retired)
     staging.rename(root)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Temporary and retired directories of writers that died (older than any live write)."""
+    cutoff = time.time() - _LEFTOVER_SECONDS
+    for pattern in (f".{root.name}.tmp-*", f".{root.name}.old-*"):
+        for path in root.parent.glob(pattern):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    shutil.rmtree(path, ignore_errors=True)
 
 
 def _swap_in_progress(root: Path) -> bool:

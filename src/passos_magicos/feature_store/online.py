@@ -361,10 +361,13 @@ class OnlineStore:
                 # Another process created them at the same moment; fine if they exist now.
                 if not inspect(self.engine).has_table(_state.name):
                     raise
-            with self._write() as conn:
-                exists = conn.execute(select(_state.c.id).where(_state.c.id == 1)).first()
-                if exists is None:
-                    conn.execute(insert(_state).values(id=1, active_version=None))
+            try:
+                with self._write() as conn:
+                    exists = conn.execute(select(_state.c.id).where(_state.c.id == 1)).first()
+                    if exists is None:
+                        conn.execute(insert(_state).values(id=1, active_version=None))
+            except exc.IntegrityError:
+                pass  # another writer inserted the state row first
             self._schema_ready = True
 
     def _has_schema(self) -> bool:
@@ -631,7 +634,7 @@ class CachedOnlineFeatures:
         try:
             self.refresh_if_changed()
         except Exception as error:  # keep serving the snapshot we have
-            self.last_error = f"{type(error).__name__}: {error}"
+            self.last_error = f"{type(error).__name__}: {error}"[:500]
             logger.warning("features online: falha ao atualizar: %s", self.last_error)
         else:
             self.last_error = None

@@ -80,7 +80,9 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error(
         "erro interno request_id=%s %s %s", rid, request.method, request.url.path, exc_info=exc
     )
+    # Sent by Starlette's outermost error middleware, past ours: set the header here.
     return JSONResponse(
         {"detail": "erro interno; informe o request_id à equipe", "request_id": rid},
         status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        headers={"X-Request-ID": rid},
     )

@@ -19,7 +19,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
 from passos_magicos.serving.prediction_log import LineReader, parse_record, rotated_log_files
@@ -68,6 +67,14 @@ class MetricsSnapshot:
         }
 
 
+def _percentile(ordered: list[float], q: float) -> float:
+    """numpy's default ("linear") percentile of sorted values, without importing numpy."""
+    rank = q / 100 * (len(ordered) - 1)
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
 def _shares(positive: int, total: int) -> dict[str, float]:
     if total == 0:
         return {POSITIVE: 0.0, NEGATIVE: 0.0}
@@ -110,7 +117,7 @@ class SharedLogMetrics:
 
     def snapshot(self) -> MetricsSnapshot:
         with self._lock:
-            latencies = np.fromiter(self._latencies, dtype=float, count=len(self._latencies))
+            latencies = sorted(self._latencies)
             probabilities = list(self._probabilities)
             window_positive = sum(self._classes)
             window_count = len(self._classes)
@@ -118,11 +125,10 @@ class SharedLogMetrics:
             versions = dict(sorted(self._versions.items()))
             last_ts, invalid = self._last_ts, self._invalid
         latency: dict[str, float | None] = dict.fromkeys(("p50", "p95", "p99", "media"))
-        if latencies.size:
-            values = np.percentile(latencies, [q for _, q in _QUANTILES])
-            for (key, _), value in zip(_QUANTILES, values, strict=True):
-                latency[key] = round(float(value), 3)
-            latency["media"] = round(float(latencies.mean()), 3)
+        if latencies:
+            for key, q in _QUANTILES:
+                latency[key] = round(_percentile(latencies, q), 3)
+            latency["media"] = round(math.fsum(latencies) / len(latencies), 3)
         return MetricsSnapshot(
             total_predicoes=total,
             por_classe={POSITIVE: positive, NEGATIVE: total - positive},

@@ -14,6 +14,7 @@ is treated as "not written yet" (current file) or as malformed (rotated file).
 from __future__ import annotations
 
 import fcntl
+import logging
 import math
 import os
 import re
@@ -55,6 +56,8 @@ _DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 _FIRST_TS = re.compile(rb'"ts"\s*:\s*"(\d{4}-\d{2}-\d{2})')
 _HEAD_BYTES = 4096
 _NUMBER = (float, int)
+
+logger = logging.getLogger(__name__)
 
 # The clock used for rotation decisions, rotated names and `utc_timestamp`; tests replace it.
 _now: Callable[[], float] = time.time
@@ -133,8 +136,9 @@ os.register_at_fork(after_in_child=_reset_instances_after_fork)
 class PredictionLog:
     """Append-only JSON-lines log shared by threads, processes and pods (see the module doc).
 
-    `append` costs a few microseconds: the lines are encoded outside any lock, then one
-    `flock` + `stat` + `write` + unlock. The descriptor is opened lazily and reopened whenever
+    `append` costs the encoding (outside any lock) plus five system calls: `flock`, `stat`
+    (has the path been rotated?), a one-byte `pread` (does the file end with a newline?),
+    `write`, unlock. The descriptor is opened lazily and reopened whenever
     the path points to another file (rotated by someone else, deleted, recreated).
     `close()` releases the descriptor; a later `append` reopens it.
     """
@@ -149,6 +153,7 @@ class PredictionLog:
         self._fd: int | None = None
         self._ident: tuple[int, int] | None = None
         self._day: int | None = None  # epoch day of the open file's first line, once known
+        self._rotation_warned = False
         _INSTANCES.add(self)
 
     # -- public API -------------------------------------------------------------------------
@@ -184,9 +189,8 @@ class PredictionLog:
             rotated = False
             try:
                 if self._must_rotate(fd, st, len(data)):
-                    self._rename_current()
-                    rotated = True
-                else:
+                    rotated = self._rename_current()
+                if not rotated:
                     # A writer killed mid-write may have left a partial line: end it first, so
                     # only that line is lost, not ours too.
                     if st.st_size and os.pread(fd, 1, st.st_size - 1) != b"\n":
@@ -207,7 +211,7 @@ class PredictionLog:
                 st: os.stat_result | None = self.path.stat()
             except FileNotFoundError:
                 st = None
-            if True:
+            if st is not None and _identity(st) == self._ident:
                 return fd, st
             # Rotated or removed while we waited for (or before we took) the lock: reopen.
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -248,9 +252,12 @@ class PredictionLog:
             return False
         if self._day is None:
             self._day = _first_line_day(fd, st)
-        return self._day != _epoch_day(_now())
+        # `<`, not `!=`: a pod whose clock is a little behind must not rotate a file that a
+        # pod with a faster clock started "tomorrow" (rotations would ping-pong at midnight).
+        return self._day < _epoch_day(_now())
 
-    def _rename_current(self) -> None:
+    def _rename_current(self) -> bool:
+        """Rotate the current file (we hold its lock); False if the rename failed."""
         stamp = datetime.fromtimestamp(_now(), UTC).strftime("%Y%m%dT%H%M%S%f")
         stem, suffix = self.path.stem, self.path.suffix
         target = self.path.with_name(f"{stem}-{stamp}{suffix}")
@@ -259,7 +266,15 @@ class PredictionLog:
         while target.exists():
             counter += 1
             target = self.path.with_name(f"{stem}-{stamp}-{counter}{suffix}")
-        self.path.rename(target)
+        try:
+            self.path.rename(target)
+        except OSError as exc:
+            # Keep logging predictions in the oversized / old file rather than failing them.
+            if not self._rotation_warned:
+                logger.warning("não foi possível rotacionar %s: %s", self.path, exc)
+                self._rotation_warned = True
+            return False
+        return True
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -116,6 +116,9 @@ def save_local(
     classifier: PontoViradaClassifier, path: Path, metadata: dict[str, Any], example: pd.DataFrame
 ) -> None:
     """Write the same pyfunc to a local folder (MLFLOW_ENABLED=false)."""
+    from passos_magicos.registry import mlflow_defaults
+
+    mlflow_defaults()
     with _swap_into(path) as target:
         mlflow.pyfunc.save_model(
             path=str(target),

@@ -128,6 +128,17 @@ def _store_empty() -> HTTPException:
     )
 
 
+def _compatible(state: State, model: Model) -> None:
+    """Features written for other model inputs must not be fed to this model."""
+    snapshot = state.features.snapshot
+    if snapshot is not None and tuple(snapshot.meta.feature_columns) != model.classifier.features:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"feature store ({snapshot.meta.feature_set_version}) não corresponde às entradas "
+            "do modelo em uso; rode `passos-magicos materialize`",
+        )
+
+
 def _student(state: State, key: str) -> StudentFeatures:
     try:
         return state.features.resolve(key)
@@ -164,6 +175,7 @@ async def predict_student(
     state: State,
     explicar: Annotated[bool, EXPLAIN] = True,
 ) -> FastJSON:
+    _compatible(state, model)
     student = _student(state, aluno_id)
     bodies = score(
         model,
@@ -200,6 +212,7 @@ async def predict_students(
     snapshot = state.features.snapshot
     if snapshot is None:
         raise _store_empty()
+    _compatible(state, model)
     unknown: list[str] = []
     ambiguous: dict[str, list[str]] = {}
     if aluno_ids is None:
