@@ -118,11 +118,19 @@ def current_user() -> str:
         return "desconhecido"
 
 
+NOT_FOUND_CODES: Final = frozenset(
+    {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
+)
+
+
 def version_for_alias(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version behind an alias; None when there is none. An unreachable server raises."""
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in NOT_FOUND_CODES:
+            return None
+        raise
 
 
 def model_uri(name: str, alias: str | None = None, version: str | None = None) -> str:

@@ -20,11 +20,12 @@ pytestmark = pytest.mark.slow
 
 
 def _wait(client: TestClient, code: int, timeout: float = 90) -> dict[str, Any]:
+    """Until /ready answers `code` (for 503: once a load attempt has failed)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         response = client.get("/ready")
-        if response.status_code == code:
-            body: dict[str, Any] = response.json()
+        body: dict[str, Any] = response.json()
+        if response.status_code == code and (code == 200 or body["erro"]):
             return body
         time.sleep(0.2)
     raise AssertionError(f"/ready não chegou a {code}: {client.get('/ready').json()}")

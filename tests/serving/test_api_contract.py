@@ -365,3 +365,17 @@ def test_openapi_is_in_portuguese_with_examples(client: TestClient) -> None:
     body = schema["components"]["schemas"]["RegistroAluno"]
     assert body["examples"][0]["ipv"] == RECORD["ipv"]
     assert client.get("/docs").status_code == 200
+
+
+def test_a_prediction_that_cannot_be_logged_is_not_served(
+    make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client()
+    log = client.app.state.passos.prediction_log  # type: ignore[attr-defined]
+
+    def disk_full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(log, "append", disk_full)
+    response = client.post("/predict", json=RECORD, headers=AUTH)
+    assert response.status_code == 503 and "log" in response.json()["detail"]

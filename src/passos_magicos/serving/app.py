@@ -4,6 +4,7 @@ prediction log, metrics and alerts, then the routers (one per resource)."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -80,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.warning("API_TOKENS não configurado: endpoints de previsão desabilitados")
         state.runtime.start()
         state.features.start(settings.FEATURE_REFRESH_SECONDS)
+        # Read an existing (possibly large) log now, not on the first GET /metrics.
+        threading.Thread(target=state.metrics.refresh, name="metrics-warmup", daemon=True).start()
         try:
             yield
         finally:

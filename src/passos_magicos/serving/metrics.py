@@ -106,7 +106,8 @@ class SharedLogMetrics:
         self._invalid = 0
         self._versions: dict[str, int] = {}
         self._last_ts: str | None = None
-        self._latencies: deque[float] = deque(maxlen=window)
+        self._last_request: Any = None
+        self._latencies: deque[float] = deque(maxlen=window)  # one per request
         self._probabilities: deque[float] = deque(maxlen=window)
         self._classes: deque[bool] = deque(maxlen=window)
 
@@ -214,6 +215,7 @@ class SharedLogMetrics:
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
         total, positive, invalid = self._total, self._positive, self._invalid
         versions, last_ts = self._versions, self._last_ts
+        last_request = self._last_request
         add_latency = self._latencies.append
         add_probability = self._probabilities.append
         add_class = self._classes.append
@@ -250,12 +252,18 @@ class SharedLogMetrics:
                     ts = obj.get("ts")
                     if type(ts) is str and (last_ts is None or ts > last_ts):
                         last_ts = ts
-                    add_latency(latency)
+                    # A batch logs one line per student with the request's latency, on
+                    # consecutive lines: count the latency once per request.
+                    request = obj.get("request_id")
+                    if request is None or request != last_request:
+                        add_latency(latency)
+                    last_request = request
                     add_probability(probability)
                     add_class(pv)
         finally:
             self._total, self._positive, self._invalid = total, positive, invalid
             self._last_ts = last_ts
+            self._last_request = last_request
 
     def _consume_line(self, line: bytes) -> None:
         """Fold one line (a rotated file's unterminated last line) into the aggregates."""
@@ -272,7 +280,10 @@ class SharedLogMetrics:
         ts = record.get("ts")
         if type(ts) is str and (self._last_ts is None or ts > self._last_ts):
             self._last_ts = ts
-        self._latencies.append(record["latencia_ms"])
+        request = record.get("request_id")
+        if request is None or request != self._last_request:
+            self._latencies.append(record["latencia_ms"])
+        self._last_request = request
         self._probabilities.append(record["probabilidade"])
         self._classes.append(record["pv_previsto"])
 

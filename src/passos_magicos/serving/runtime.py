@@ -271,7 +271,8 @@ class ModelRuntime:
                 if self._stop.wait(poll):
                     return
                 self._follow_alias(model)
-            elif self._stop.wait(3600):
+            elif self._stop.wait(self.settings.MODEL_RETRY_SECONDS):
+                # Nothing to do now; look again (a reload may have switched to the fallback).
                 return
 
     def _follow_alias(self, model: LoadedModel) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from fastapi import HTTPException, status
 from fastapi.responses import Response
 
 from passos_magicos.serving.compiled import encode_inputs
@@ -100,5 +101,11 @@ def score(
             "latencia_ms": round(latency_ms, 3),
         }
         records.append(record)
-    log.append(records)
+    try:
+        log.append(records)
+    except OSError as exc:  # no prediction leaves without its line in the log
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "não foi possível registrar a previsão no log; tente de novo",
+        ) from exc
     return bodies
