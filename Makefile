@@ -63,6 +63,7 @@ format: setup ## Formata e corrige o que o ruff sabe corrigir
 bench: setup ## Benchmarks (tempo e memória do treino nos dados reais)
 	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_train.py auto random_forest
 	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_models.py
+	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_serving.py
 
 docker-up: ## Stack Docker Compose (ainda não disponível nesta versão)
 	@echo "erro: docker-compose.yml ainda não faz parte desta versão (issue #6)" >&2; exit 1

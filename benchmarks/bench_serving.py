@@ -34,12 +34,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import httpx
 
 from passos_magicos.serving.schemas import EXEMPLO_REGISTRO, RegistroAluno
-from passos_magicos.settings import Settings
+from passos_magicos.settings import ModelKind, Settings
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 WRK_DIR: Final = BENCH_DIR / "wrk"
@@ -321,7 +321,8 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-QUIET_WAIT = [0.0]  # --quiet-wait: s to wait, before each run, for the machine to calm down
+# --quiet-wait (set once by main): s to wait before each run for the machine to calm down.
+QUIET_WAIT = [0.0]
 
 
 def wait_quiet(server: Server, limit: float) -> None:
@@ -338,8 +339,8 @@ def parse_wrk(output: str, other_cpu: float) -> Load:
     def find(pattern: str) -> re.Match[str] | None:
         return re.search(pattern, output, re.MULTILINE)
 
-    rps, p50, p99 = find(r"^Requests/sec:\s+([\d.]+)"), find(r"^\s+50%\s+(\S+)"), None
-    p99 = find(r"^\s+99%\s+(\S+)")
+    rps = find(r"^Requests/sec:\s+([\d.]+)")
+    p50, p99 = find(r"^\s+50%\s+(\S+)"), find(r"^\s+99%\s+(\S+)")
     total = find(r"^\s+(\d+) requests in")
     if rps is None or p50 is None or p99 is None or total is None:
         raise BenchError(f"saída do wrk inesperada:\n{output[-800:]}")
@@ -442,11 +443,12 @@ def _run_parallel(steps: list[tuple[Prepared, list[str]]], name: str, timeout: f
     """Run one CLI step per model at once (training is mostly one core each)."""
     procs = []
     for prep, argv in steps:
-        log = (prep.workdir / f"{name}.log").open("wb")
-        out = (prep.workdir / f"{name}.out").open("wb")
-        procs.append(
-            (prep, subprocess.Popen(argv, cwd=prep.workdir, env=prep.env(), stdout=out, stderr=log))
-        )
+        with (
+            (prep.workdir / f"{name}.log").open("wb") as log,
+            (prep.workdir / f"{name}.out").open("wb") as out,
+        ):  # the child keeps its own copies of the descriptors
+            proc = subprocess.Popen(argv, cwd=prep.workdir, env=prep.env(), stdout=out, stderr=log)
+        procs.append((prep, proc))
     deadline = time.monotonic() + timeout
     for prep, proc in procs:
         try:
@@ -784,7 +786,7 @@ def valid(measured: Measure | None) -> Load | None:
 def print_table(loads: dict[tuple[str, int], Measure]) -> None:
     say(
         f"  {'servidor / rota':<44}{'con.':>5}{'req/s':>10}{'p50':>11}{'p99':>11}"
-        f"{'erros':>8}{'CPU alheia':>12}"
+        f"{'erros':>10}{'CPU alheia':>12}"
     )
     for key, label in ROWS:
         for connections in (1, 8):
@@ -795,10 +797,10 @@ def print_table(loads: dict[tuple[str, int], Measure]) -> None:
                 reason = str(measured).splitlines()[0][:70]
                 say(f"  {label:<44}{connections:>5}   falhou: {reason}")
                 continue
-            errors = f"{measured.errors}" + (" !" if measured.errors else "")
+            errors = f"{measured.non_2xx}+{measured.socket_errors} !" if measured.errors else "0"
             say(
                 f"  {label:<44}{connections:>5}{measured.rps:>10.1f}{ms(measured.p50_ms):>11}"
-                f"{ms(measured.p99_ms):>11}{errors:>8}"
+                f"{ms(measured.p99_ms):>11}{errors:>10}"
                 f"{measured.other_cpu:>9.2f} nc{noisy_mark(measured.other_cpu)}"
             )
 
@@ -831,7 +833,7 @@ def ratio_verdict(
     else:
         ok, shown = ratio <= limit, f"{ms(a)} vs {ms(b)}"
     meta = f"{limit:.0%}" if fmt == "%" else f"{limit:g}×"
-    value = f"{ratio:.0%}" if fmt == "%" else f"{ratio:.1f}×"
+    value = f"{ratio:.0%}" if fmt == "%" else f"{ratio:.2f}×"
     sign = "≥" if attr == "rps" else "≤"
     note = noisy_note(num.other_cpu, den.other_cpu)
     verdict(label, ok, f"{shown} = {value} (meta {sign} {meta}){note}")
@@ -984,11 +986,14 @@ def print_environment() -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "models", nargs="*", default=["auto", "random_forest"], help="--model de cada treino"
+        "models",
+        nargs="*",
+        help=f"--model de cada treino, entre {', '.join(get_args(ModelKind))} "
+        "(padrão: auto random_forest)",
     )
     parser.add_argument("--duration", type=float, default=10.0, help="s por rodada principal")
     parser.add_argument("--short", type=float, default=5.0, help="s: explicar=false, /aluno")
-    parser.add_argument("--warm", type=float, default=3.0, help="s de aquecimento por servidor")
+    parser.add_argument("--warm", type=float, default=2.0, help="s de aquecimento por servidor")
     parser.add_argument("--startup-timeout", type=float, default=240.0)
     parser.add_argument(
         "--quiet-wait",
@@ -999,10 +1004,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--workdir", type=Path, help="pasta mantida (e reaproveitada: treino já feito é pulado)"
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    # Checked here: argparse (3.11) rejects a list default of a nargs="*" with choices.
+    args.models = args.models or ["auto", "random_forest"]
+    if unknown := set(args.models) - set(get_args(ModelKind)):
+        parser.error(f"modelo(s) desconhecido(s): {', '.join(sorted(unknown))}")
+    return args
 
 
-def run(tmp: Path, args: argparse.Namespace, d: Durations) -> None:
+def failures(report: ModelReport) -> int:
+    measured: list[object] = [*report.loads.values(), report.batch, *report.memory.values()]
+    return len(report.errors) + sum(isinstance(m, BenchError) for m in measured)
+
+
+def run(tmp: Path, args: argparse.Namespace, d: Durations) -> int:
+    """Everything; returns how many things failed (not: how many targets were missed)."""
     csv, origin = find_data(tmp)
     say(f"\nDados: {csv} ({origin}); pasta de trabalho {tmp}")
     say(f"Treinando e promovendo {', '.join(args.models)} (em paralelo)…")
@@ -1030,14 +1046,27 @@ def run(tmp: Path, args: argparse.Namespace, d: Durations) -> None:
         server.start()
     wait_ready(servers, args.startup_timeout)
     say(f"  prontos em {time.monotonic() - started:.0f} s")
+    say(
+        f"Carga: wrk --latency -t1 -c1 e -t2 -c8, {d.main:g} s por rodada ({d.short:g} s para "
+        f"explicar=false e /predict/aluno), {d.warm:g} s de aquecimento por servidor"
+    )
     bare_loads = measure_post(bare, "/predict", bodies["api"], d)
+    failed = sum(p.error is not None for p in preps)
+    failed += sum(isinstance(m, BenchError) for m in bare_loads.values())
+    if not groups:
+        say("\n=== Só o FastAPI mínimo (nenhum modelo treinado) ===")
+        print_table({("bare", c): m for c, m in bare_loads.items()})
     for group in groups:
         say(f"Medindo {group.prep.kind}…")
-        print_report(measure_model(group, bodies, tmp, d), bare_loads)
+        report = measure_model(group, bodies, tmp, d)
+        print_report(report, bare_loads)
+        failed += failures(report)
     say(
         f"\nnc = núcleos de CPU usados por outros processos da máquina durante a rodada (nem o "
-        f"servidor medido nem o wrk); * = acima de {NOISY_CORES:g}: número contaminado."
+        f"servidor medido nem o wrk); * = acima de {NOISY_CORES:g}: número contaminado. "
+        "erros = respostas não-2xx + erros de socket do wrk (! = rodada inválida para as metas)."
     )
+    return failed
 
 
 def main() -> None:
@@ -1057,10 +1086,12 @@ def main() -> None:
         else:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-serving-")))
         try:
-            run(tmp, args, d)
+            failed = run(tmp, args, d)
         finally:
             stop_all()
     say(f"\nTempo total: {time.monotonic() - started:.0f} s")
+    if failed:
+        sys.exit(f"{failed} medida(s) ou preparo(s) falharam: veja acima")
 
 
 if __name__ == "__main__":

@@ -336,6 +336,7 @@ def test_internal_errors_do_not_leak(make_client: Any, monkeypatch: pytest.Monke
         raise RuntimeError("segredo interno: /srv/models/senha")
 
     monkeypatch.setattr(type(model), "predict", broken)
+    monkeypatch.setattr(type(model), "predict_and_explain", broken)
     response = client.post("/predict", json=RECORD, headers=AUTH)
     assert response.status_code == 500
     assert "segredo" not in response.text and "Traceback" not in response.text

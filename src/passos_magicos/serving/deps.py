@@ -30,12 +30,13 @@ class AppState:
     started_at: float = field(default_factory=time.time)
 
 
-def app_state(request: Request) -> AppState:
+# Dependencies are `async def`: a plain `def` would cost a thread-pool round trip per request.
+async def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.passos
     return state
 
 
-def current_model(state: Annotated[AppState, Depends(app_state)]) -> LoadedModel:
+async def current_model(state: Annotated[AppState, Depends(app_state)]) -> LoadedModel:
     model = state.runtime.current
     if model is None:
         raise HTTPException(

@@ -85,15 +85,17 @@ class Explainer:
         self.groups.append(("pedra", np.asarray([MODEL_INPUTS.index("pedra")]), pedra))
         self.groups.append(("historico", _PREVIOUS, np.full(len(_PREVIOUS), np.nan)))
 
-    def explain(self, raw: Array, probabilities: Array) -> list[list[Factor]]:
-        """Top factors for each row of `raw` (probabilities already computed for those rows)."""
-        n, g = len(raw), len(self.groups)
-        variants = np.repeat(raw, g, axis=0)
-        for k, (_, columns, reference) in enumerate(self.groups):
-            variants[np.ix_(np.arange(k, n * g, g), columns)] = reference
-        reference_probability = self.predict(variants).reshape(n, g)
-        impacts = probabilities[:, None] - reference_probability
-        return [self._top(raw[row], impacts[row]) for row in range(n)]
+    def predict_and_explain(self, raw: Array) -> tuple[Array, list[list[Factor]]]:
+        """Probabilities and top factors of each row, in one call of the model: each row is
+        followed by its variants (one input set to the reference value per variant)."""
+        n, block = len(raw), len(self.groups) + 1
+        variants = np.repeat(raw, block, axis=0)
+        for k, (_, columns, reference) in enumerate(self.groups, start=1):
+            variants[k::block, columns] = reference
+        scores = self.predict(variants).reshape(n, block)
+        probabilities = np.ascontiguousarray(scores[:, 0])
+        impacts = probabilities[:, None] - scores[:, 1:]
+        return probabilities, [self._top(raw[row], impacts[row]) for row in range(n)]
 
     def _top(self, raw_row: Array, impacts: Array) -> list[Factor]:
         order = np.argsort(-np.abs(impacts))[:TOP_FACTORS]

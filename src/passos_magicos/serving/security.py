@@ -32,7 +32,9 @@ def _presented_api_token(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def require_api_token(request: Request, state: Annotated[AppState, Depends(app_state)]) -> None:
+async def require_api_token(
+    request: Request, state: Annotated[AppState, Depends(app_state)]
+) -> None:
     tokens = state.settings.api_tokens
     if not tokens:
         raise HTTPException(
@@ -50,7 +52,9 @@ def require_api_token(request: Request, state: Annotated[AppState, Depends(app_s
         raise HTTPException(status.HTTP_403_FORBIDDEN, "token de API inválido")
 
 
-def require_admin_token(request: Request, state: Annotated[AppState, Depends(app_state)]) -> None:
+async def require_admin_token(
+    request: Request, state: Annotated[AppState, Depends(app_state)]
+) -> None:
     configured = state.settings.ADMIN_RELOAD_TOKEN
     if configured is None or not configured.get_secret_value():
         raise HTTPException(

@@ -6,7 +6,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from passos_magicos.feature_store.online import (
     AmbiguousStudentError,
@@ -23,10 +23,11 @@ from passos_magicos.serving.schemas import (
     PrevisaoLote,
     RegistroAluno,
 )
-from passos_magicos.serving.scoring import FastJSON, score
+from passos_magicos.serving.scoring import FastJSON, OrjsonRoute, score
 from passos_magicos.serving.security import ApiToken
 
-router = APIRouter(tags=["previsões"], dependencies=[ApiToken])
+router = APIRouter(tags=["previsões"], dependencies=[ApiToken], route_class=OrjsonRoute)
+RECORDS = TypeAdapter(list[RegistroAluno])
 
 EXPLAIN = Query(description="Incluir os fatores que mais pesaram em cada previsão")
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -97,11 +98,14 @@ async def predict_batch(
         )
     valid: list[RegistroAluno] = []
     invalid: list[dict[str, Any]] = []
-    for index, record in enumerate(body.registros):
-        try:
-            valid.append(RegistroAluno.model_validate(record))
-        except ValidationError as exc:
-            invalid.append({"indice": index, "erros": field_errors(exc.errors())})
+    try:  # all valid (the usual case): one validation call for the whole list
+        valid = RECORDS.validate_python(body.registros)
+    except ValidationError:
+        for index, record in enumerate(body.registros):
+            try:
+                valid.append(RegistroAluno.model_validate(record))
+            except ValidationError as exc:
+                invalid.append({"indice": index, "erros": field_errors(exc.errors())})
     rid = request_id(request)
     bodies = (
         score(
