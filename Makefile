@@ -60,7 +60,7 @@ format: setup ## Formata e corrige o que o ruff sabe corrigir
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: setup ## Benchmarks (tempo e memória do treino nos dados reais)
+bench: setup ## Benchmarks: treino (tempo, memória), qualidade dos modelos, serving (wrk)
 	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_train.py auto random_forest
 	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_models.py
 	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_serving.py

@@ -38,15 +38,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    # Same call shape as `passos-magicos serve`: 1 worker, factory, no access log.
+    # Same call shape as `passos-magicos serve`: factory, no access log.
     uvicorn.run(
         "bare_app:create_app",
         factory=True,
         app_dir=str(Path(__file__).resolve().parent),
         host=args.host,
         port=args.port,
-        workers=1,
+        workers=args.workers,
         log_level="warning",
         access_log=False,
         server_header=False,

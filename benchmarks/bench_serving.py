@@ -749,6 +749,21 @@ def measure_api2(servers: ModelServers, report: ModelReport, body: Path, d: Dura
         report.loads["api2", 8] = report.memory[2] = exc
 
 
+BARE2: Final = -8  # key of the 2-worker bare endpoint at 8 connections in the bare loads
+
+
+def measure_bare2(server: Server, body: Path, d: Durations) -> Measure:
+    """The framework's limit with 2 workers, to compare the 2-worker API like for like."""
+    post = ("post.lua", str(body), TOKEN)
+    try:
+        with running(server):
+            check_200(server, "POST", "/predict", EXEMPLO_REGISTRO, TOKEN)
+            warm_up(server, "/predict", d.warm, *post)
+            return measure(lambda: wrk(server, "/predict", 8, d.main, *post))
+    except BenchError as exc:
+        return exc
+
+
 def measure_model(
     servers: ModelServers, bodies: dict[str, Path], tmp: Path, d: Durations
 ) -> ModelReport:
@@ -764,6 +779,7 @@ def measure_model(
 
 ROWS: Final = (
     ("bare", "FastAPI mínimo (valida, devolve constante)"),
+    ("bare2", "FastAPI mínimo (2 workers)"),
     ("mlflow", "mlflow models serve  POST /invocations"),
     ("api", "API  POST /predict  (1 worker)"),
     ("noexp", "API  POST /predict?explicar=false"),
@@ -846,7 +862,9 @@ def print_report(report: ModelReport, bare: dict[int, Measure]) -> None:
         f"\n=== Modelo {info.get('tipo', report.chosen)} (--model {report.kind}), versão "
         f"{info.get('versao', '?')} @{info.get('alias', '?')}, compilado: {compiled} ==="
     )
-    loads = dict(report.loads) | {("bare", c): m for c, m in bare.items()}
+    loads = dict(report.loads) | {("bare", c): m for c, m in bare.items() if c != BARE2}
+    if BARE2 in bare:
+        loads["bare2", 8] = bare[BARE2]
     print_table(loads)
     if isinstance(report.batch, Batch):
         b = report.batch
@@ -893,6 +911,14 @@ def print_verdicts(report: ModelReport, loads: dict[tuple[str, int], Measure]) -
     )
     ratio_verdict(
         "/predict ≥ 50 % do mínimo, 8 conexões", api8, get("bare", 8), "rps", TARGET_VS_BARE, "%"
+    )
+    ratio_verdict(
+        "com 2 workers cada: /predict ≥ 50 % do mínimo, 8 conexões",
+        get("api2", 8),
+        get("bare2", 8),
+        "rps",
+        TARGET_VS_BARE,
+        "%",
     )
     ratio_verdict(
         "p50 ≤ 2× o do mínimo, 1 conexão", api1, get("bare", 1), "p50_ms", TARGET_P50_VS_BARE, "×"
@@ -1036,8 +1062,15 @@ def run(tmp: Path, args: argparse.Namespace, d: Durations) -> int:
         tmp,
         "/ready",
     )
+    bare2 = Server(
+        "FastAPI mínimo 2w",
+        [sys.executable, str(BENCH_DIR / "bare_app.py"), "--workers", "2"],
+        clean_env(),
+        tmp,
+        "/ready",
+    )
     groups = [model_servers(p) for p in preps if p.error is None]
-    servers = [bare, *(s for g in groups for s in (g.api1, g.api2, g.mlflow))]
+    servers = [bare, bare2, *(s for g in groups for s in (g.api1, g.api2, g.mlflow))]
     # All start at once (startup is not measured) and each is paused as soon as it is ready
     # and idle; afterwards exactly one server runs at a time.
     started = time.monotonic()
@@ -1051,6 +1084,7 @@ def run(tmp: Path, args: argparse.Namespace, d: Durations) -> int:
         f"explicar=false e /predict/aluno), {d.warm:g} s de aquecimento por servidor"
     )
     bare_loads = measure_post(bare, "/predict", bodies["api"], d)
+    bare_loads[BARE2] = measure_bare2(bare2, bodies["api"], d)
     failed = sum(p.error is not None for p in preps)
     failed += sum(isinstance(m, BenchError) for m in bare_loads.values())
     if not groups:

@@ -36,7 +36,7 @@ async def app_state(request: Request) -> AppState:
     return state
 
 
-async def current_model(state: Annotated[AppState, Depends(app_state)]) -> LoadedModel:
+def model_or_503(state: AppState) -> LoadedModel:
     model = state.runtime.current
     if model is None:
         raise HTTPException(
@@ -45,6 +45,10 @@ async def current_model(state: Annotated[AppState, Depends(app_state)]) -> Loade
             headers={"Retry-After": "5"},
         )
     return model
+
+
+async def current_model(state: Annotated[AppState, Depends(app_state)]) -> LoadedModel:
+    return model_or_503(state)
 
 
 State = Annotated[AppState, Depends(app_state)]

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from passos_magicos.serving.deps import AppState, app_state
+from passos_magicos.settings import Settings
 
 API_TOKEN_HEADER = "X-API-Token"  # noqa: S105 - a header name, not a secret
 ADMIN_TOKEN_HEADER = "X-Admin-Token"  # noqa: S105
@@ -32,10 +33,9 @@ def _presented_api_token(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-async def require_api_token(
-    request: Request, state: Annotated[AppState, Depends(app_state)]
-) -> None:
-    tokens = state.settings.api_tokens
+def check_api_token(request: Request, settings: Settings) -> None:
+    """Raise 401/403 unless the request carries one of API_TOKENS (none configured: 403)."""
+    tokens = settings.api_tokens
     if not tokens:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
@@ -50,6 +50,12 @@ async def require_api_token(
         )
     if not _matches(presented, tokens):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "token de API inválido")
+
+
+async def require_api_token(
+    request: Request, state: Annotated[AppState, Depends(app_state)]
+) -> None:
+    check_api_token(request, state.settings)
 
 
 async def require_admin_token(

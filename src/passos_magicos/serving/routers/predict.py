@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from pydantic import TypeAdapter, ValidationError
 
 from passos_magicos.feature_store.online import (
@@ -14,8 +15,9 @@ from passos_magicos.feature_store.online import (
     StudentFeatures,
     UnknownStudentError,
 )
-from passos_magicos.serving.deps import Model, State
+from passos_magicos.serving.deps import AppState, model_or_503
 from passos_magicos.serving.errors import field_errors, request_id
+from passos_magicos.serving.runtime import LoadedModel
 from passos_magicos.serving.schemas import (
     LoteEntrada,
     Previsao,
@@ -24,10 +26,27 @@ from passos_magicos.serving.schemas import (
     RegistroAluno,
 )
 from passos_magicos.serving.scoring import FastJSON, OrjsonRoute, score
-from passos_magicos.serving.security import ApiToken
+from passos_magicos.serving.security import check_api_token
 
-router = APIRouter(tags=["previsões"], dependencies=[ApiToken], route_class=OrjsonRoute)
+router = APIRouter(tags=["previsões"], route_class=OrjsonRoute)
 RECORDS = TypeAdapter(list[RegistroAluno])
+
+
+@dataclass(frozen=True)
+class Scoring:
+    state: AppState
+    model: LoadedModel
+
+
+async def scoring(request: Request) -> Scoring:
+    """Token, state and model in one dependency: on the hot path each FastAPI dependency costs
+    tens of microseconds. The token is checked before the model (401/403 before 503)."""
+    state: AppState = request.app.state.passos
+    check_api_token(request, state.settings)
+    return Scoring(state, model_or_503(state))
+
+
+Context = Annotated[Scoring, Depends(scoring)]
 
 EXPLAIN = Query(description="Incluir os fatores que mais pesaram em cada previsão")
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -57,10 +76,10 @@ def _started(request: Request) -> float:
 async def predict(
     body: RegistroAluno,
     request: Request,
-    model: Model,
-    state: State,
+    ctx: Context,
     explicar: Annotated[bool, EXPLAIN] = True,
 ) -> FastJSON:
+    state, model = ctx.state, ctx.model
     bodies = score(
         model,
         [body.model_inputs()],
@@ -86,10 +105,10 @@ async def predict(
 async def predict_batch(
     body: LoteEntrada,
     request: Request,
-    model: Model,
-    state: State,
+    ctx: Context,
     explicar: Annotated[bool, EXPLAIN] = False,
 ) -> FastJSON:
+    state, model = ctx.state, ctx.model
     limit = state.settings.BATCH_LIMIT
     if len(body.registros) > limit:
         raise HTTPException(
@@ -132,7 +151,7 @@ def _store_empty() -> HTTPException:
     )
 
 
-def _compatible(state: State, model: Model) -> None:
+def _compatible(state: AppState, model: LoadedModel) -> None:
     """Features written for other model inputs must not be fed to this model."""
     snapshot = state.features.snapshot
     if snapshot is not None and tuple(snapshot.meta.feature_columns) != model.classifier.features:
@@ -143,7 +162,7 @@ def _compatible(state: State, model: Model) -> None:
         )
 
 
-def _student(state: State, key: str) -> StudentFeatures:
+def _student(state: AppState, key: str) -> StudentFeatures:
     try:
         return state.features.resolve(key)
     except FeatureStoreEmptyError as exc:
@@ -175,10 +194,10 @@ def _student(state: State, key: str) -> StudentFeatures:
 async def predict_student(
     aluno_id: Annotated[str, Path(max_length=32, description="Id do aluno no arquivo")],
     request: Request,
-    model: Model,
-    state: State,
+    ctx: Context,
     explicar: Annotated[bool, EXPLAIN] = True,
 ) -> FastJSON:
+    state, model = ctx.state, ctx.model
     _compatible(state, model)
     student = _student(state, aluno_id)
     bodies = score(
@@ -206,13 +225,13 @@ async def predict_student(
 )
 async def predict_students(
     request: Request,
-    model: Model,
-    state: State,
+    ctx: Context,
     aluno_ids: Annotated[
         str | None, Query(max_length=20_000, description="Ids separados por vírgula")
     ] = None,
     explicar: Annotated[bool, EXPLAIN] = False,
 ) -> FastJSON:
+    state, model = ctx.state, ctx.model
     snapshot = state.features.snapshot
     if snapshot is None:
         raise _store_empty()
