@@ -1,0 +1,47 @@
+"""MODEL_POLL_SECONDS: the API follows @production by itself when a new version is promoted."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from passos_magicos.serving.app import create_app
+from passos_magicos.settings import get_settings
+from tests.flows import cli, synthetic_csv
+from tests.serving.conftest import AUTH, RECORD, settings_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_api_follows_the_production_alias(isolated: Path) -> None:
+    data = isolated / "pede.csv"
+    data.write_bytes(synthetic_csv(seed=3))
+    cli("train", "--data", str(data), "--model", "logistic_regression")
+    cli("promote")
+    base = get_settings()
+    settings = settings_for(
+        isolated,
+        MODEL_SOURCE="mlflow",
+        MLFLOW_ENABLED=True,
+        DATA_DIR=base.DATA_DIR,
+        MODELS_DIR=base.MODELS_DIR,
+        MODEL_POLL_SECONDS=0.5,
+    )
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert client.get("/model/info").json()["versao"] == "1"
+        cli("train", "--data", str(data), "--model", "random_forest")
+        cli("promote")  # v2 → @production; nobody calls /admin/reload-model
+        deadline = time.monotonic() + 60
+        while client.get("/model/info").json()["versao"] != "2":
+            assert time.monotonic() < deadline, "a API não seguiu o alias"
+            time.sleep(0.3)
+        answer = client.post("/predict", json=RECORD, headers=AUTH).json()
+        assert answer["modelo"]["versao"] == "2" and answer["modelo"]["fonte"] == "mlflow"
+        assert client.get("/model/info").json()["tipo"] == "random_forest"
