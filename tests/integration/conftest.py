@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final, NoReturn, TypeVar
@@ -149,6 +150,9 @@ def mlflow_env(
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+        # The server lives for the whole session: each test registers its own model, so
+        # version numbers and aliases do not depend on which tests ran before.
+        "MLFLOW_MODEL_NAME": f"passos-magicos-ponto-virada-{uuid.uuid4().hex[:8]}",
     }
     for name, value in variables.items():
         monkeypatch.setenv(name, value)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy
 
+from passos_magicos.settings import get_settings
 from tests.flows import FlowFiles, registry_flow, synthetic_csv, with_shuffled_labels
 from tests.services import S3Server
 
@@ -52,7 +53,7 @@ def test_registry_flow_on_the_server_stack(
     with engine.connect() as connection:
         versions = connection.execute(
             sqlalchemy.text("SELECT count(*) FROM model_versions WHERE name = :n"),
-            {"n": "passos-magicos-ponto-virada"},
+            {"n": get_settings().MLFLOW_MODEL_NAME},
         ).scalar_one()
     assert versions == 3
     assert any(key.endswith("python_model.pkl") for key in s3_server.keys("mlartifacts/"))

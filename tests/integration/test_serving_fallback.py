@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from passos_magicos.serving.app import create_app
 from passos_magicos.settings import get_settings
-from tests.flows import cli, synthetic_csv
+from tests.flows import aliases, cli, synthetic_csv
 from tests.services import MlflowServer
 from tests.serving.conftest import ADMIN, AUTH, RECORD, settings_for
 
@@ -38,6 +38,8 @@ def test_fallback_when_mlflow_stops_mid_test(
     data.write_bytes(synthetic_csv(seed=3))
     cli("train", "--data", str(data), "--model", "logistic_regression")
     cli("promote")
+    # The MLflow server is shared by the session: other tests may have registered versions.
+    version = aliases()["production"]
     base = get_settings()
 
     def settings(**overrides: Any) -> Any:
@@ -53,7 +55,7 @@ def test_fallback_when_mlflow_stops_mid_test(
         )
 
     with TestClient(create_app(settings())) as client:
-        assert _wait(client, 200)["modelo"] == {"versao": "1", "fonte": "mlflow"}
+        assert _wait(client, 200)["modelo"] == {"versao": version, "fonte": "mlflow"}
         assert client.post("/predict", json=RECORD, headers=AUTH).status_code == 200
         # The serving copy of @production is now also the local fallback.
         assert (base.MODELS_DIR / "ponto-virada" / "MLmodel").exists()
@@ -63,8 +65,8 @@ def test_fallback_when_mlflow_stops_mid_test(
         assert reload.status_code == 200 and reload.json()["fonte"] == "fallback"
         answer = client.post("/predict", json=RECORD, headers=AUTH).json()
         assert answer["modelo"] == {
-            "nome": "passos-magicos-ponto-virada",
-            "versao": "1",
+            "nome": base.MLFLOW_MODEL_NAME,
+            "versao": version,
             "alias": None,
             "fonte": "fallback",
         }
@@ -78,7 +80,7 @@ def test_fallback_when_mlflow_stops_mid_test(
             assert "MLflow indisponível" in _wait(strict, 503)["erro"]
             assert strict.post("/predict", json=RECORD, headers=AUTH).status_code == 503
             mlflow_server.start()
-            assert _wait(strict, 200)["modelo"] == {"versao": "1", "fonte": "mlflow"}
+            assert _wait(strict, 200)["modelo"] == {"versao": version, "fonte": "mlflow"}
         # The first API went back to MLflow by itself (background retry).
         assert _wait(client, 200)["modelo"]["fonte"] in ("mlflow", "fallback")
         deadline = time.monotonic() + 60
