@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from passos_magicos.settings import get_settings
+from tests.slack_receiver import SlackReceiver
 
 REAL_FILES = {
     "csv": "PEDE_PASSOS_DATASET_FIAP.csv",
@@ -28,6 +29,15 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def slack_receiver() -> Iterator[SlackReceiver]:
+    """A real HTTP stand-in for the Slack webhook (see tests/slack_receiver.py): `.url`,
+    `.respond_with(500, 429, 200, retry_after=1)`, `.delay`, `.requests`, `.bodies`,
+    `.wait_for(n)`, `.clear()`. Stopped after the test."""
+    with SlackReceiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="session")

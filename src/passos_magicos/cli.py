@@ -358,6 +358,51 @@ def serve(
 
 
 @app.command()
+def monitor(
+    window: Annotated[
+        int | None,
+        typer.Option(help="Previsões mais recentes a analisar. Padrão: PERFORMANCE_WINDOW."),
+    ] = None,
+    since_hours: Annotated[
+        float | None, typer.Option(help="Só as previsões das últimas H horas (além do limite).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Relatório JSON. Padrão: MONITOR_REPORT_DIR/monitor-….json.")
+    ] = None,
+    alerts: Annotated[
+        bool, typer.Option("--alerts/--no-alerts", help="Enviar (ou não) os alertas ao Slack.")
+    ] = True,
+) -> None:
+    """Job de monitoramento (CronJob a cada 6 h): drift das previsões contra o perfil de
+    referência de cada versão, distribuição de classes via GET /metrics, alertas no Slack.
+    Sai com 0 qualquer que seja o achado; ≠0 só quando o job não consegue rodar."""
+    from passos_magicos.monitoring.job import MonitorError, run_monitor
+
+    if window is not None and window < 1:
+        raise _fail("--window deve ser ao menos 1", EXIT_DATA)
+    if since_hours is not None and since_hours <= 0:
+        raise _fail("--since-hours deve ser positivo", EXIT_DATA)
+    settings = _settings()
+    try:
+        report = run_monitor(
+            settings,
+            window_size=window,
+            since_hours=since_hours,
+            send_alerts=alerts,
+            output=output,
+        )
+    except MonitorError as exc:
+        raise _fail(str(exc), EXIT_DATA) from None
+    alerting = [c["titulo"] for c in report["verificacoes"] if c["estado"] == "alerta"]
+    typer.echo(
+        f"monitoramento: {report['status']} ({report['log']['previsoes_na_janela']} previsões)"
+    )
+    for title in alerting:
+        typer.echo(f"  alerta: {title}")
+    typer.echo(f"relatório: {report['relatorio']}")
+
+
+@app.command()
 def run(data: DataOption = None) -> None:
     """O job principal (make run): treina, registra, promove na primeira vez, materializa e
     sobe a API e a UI do MLflow até Ctrl-C."""

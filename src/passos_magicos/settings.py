@@ -61,10 +61,24 @@ class Settings(BaseSettings):
     # Monitoring runs and alert history (written by the monitoring job, read by the API).
     MONITORING_STORE_URL: str | None = None
 
-    # Monitoring and alerts.
-    SLACK_WEBHOOK_URL: SecretStr | None = None
-    DRIFT_THRESHOLD: float = Field(default=0.2, gt=0)
+    # Monitoring job: drift of the last PERFORMANCE_WINDOW predictions against the reference
+    # profile of the model version that made them.
+    DRIFT_THRESHOLD: float = Field(default=0.2, gt=0)  # PSI
     PERFORMANCE_WINDOW: int = Field(default=1000, ge=1)
+    MONITOR_MIN_SAMPLES: int = Field(default=200, ge=10)  # below: "dados insuficientes"
+    MONITOR_ALPHA: float = Field(default=0.01, gt=0, lt=1)  # family-wise, per model version
+    MONITOR_REPORT_DIR: Path = Path("logs/monitoring")
+    # The API the job (class distribution via /metrics) and the dashboard talk to.
+    API_URL: str = "http://127.0.0.1:8000"
+    API_TOKEN: SecretStr | None = None  # client token; default: the first of API_TOKENS
+    DASHBOARD_URL: str | None = "http://localhost:8501"  # linked from Slack alerts
+
+    # Slack alerts.
+    SLACK_WEBHOOK_URL: SecretStr | None = None
+    SLACK_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
+    SLACK_MAX_ATTEMPTS: int = Field(default=4, ge=1, le=10)  # retries on 429, 5xx, timeouts
+    SLACK_BACKOFF_SECONDS: float = Field(default=1.0, ge=0)  # doubles per attempt
+    ALERT_COOLDOWN_MINUTES: float = Field(default=720, ge=0)  # same alert not repeated sooner
 
     # Data and local artefacts.
     PEDE_DATA_PATH: str | None = None  # default training data (path or s3:// URI); None = synthetic
@@ -85,6 +99,7 @@ class Settings(BaseSettings):
         "PEDE_DATA_PATH",
         "ONLINE_STORE_URL",
         "MONITORING_STORE_URL",
+        "DASHBOARD_URL",
         mode="before",
     )
     @classmethod
@@ -103,6 +118,14 @@ class Settings(BaseSettings):
     def api_tokens(self) -> list[str]:
         raw = self.API_TOKENS.get_secret_value() if self.API_TOKENS else ""
         return [token.strip() for token in raw.split(",") if token.strip()]
+
+    @property
+    def api_client_token(self) -> str | None:
+        """The token the job and the dashboard send to the API."""
+        if self.API_TOKEN is not None and self.API_TOKEN.get_secret_value():
+            return self.API_TOKEN.get_secret_value()
+        tokens = self.api_tokens
+        return tokens[0] if tokens else None
 
     @property
     def online_store_url(self) -> str:

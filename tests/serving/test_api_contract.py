@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from passos_magicos.feature_store.online import OnlineStore
 from tests.serving.conftest import ADMIN, AUTH, RECORD
+from tests.slack_receiver import SlackReceiver
 
 
 def test_health_and_readiness(client: TestClient) -> None:
@@ -282,40 +280,20 @@ def test_reload_needs_the_admin_token(make_client: Any) -> None:
     assert response.status_code == 403 and "desabilitado" in response.json()["detail"]
 
 
-class _Webhook(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []  # noqa: RUF012 - shared by the test on purpose
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        _Webhook.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *_: object) -> None:
-        return
-
-
-@pytest.fixture
-def webhook() -> Iterator[str]:
-    _Webhook.received.clear()
-    server = HTTPServer(("127.0.0.1", 0), _Webhook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-
-
-def test_alert_endpoints_contract(make_client: Any, webhook: str) -> None:
-    client = make_client(SLACK_WEBHOOK_URL=webhook)
+def test_alert_endpoints_contract(make_client: Any, slack_receiver: SlackReceiver) -> None:
+    client = make_client(SLACK_WEBHOOK_URL=slack_receiver.url)
     status = client.get("/alerts/status", headers=AUTH).json()
     assert status["slack_configurado"] is True
+    assert status["alertas_ativos"] == [] and status["verificacoes"] == []
     assert client.post("/alerts/test", headers=AUTH).status_code == 401
     test = client.post("/alerts/test", headers=ADMIN).json()
-    assert test["enviado"] is True and "Teste" in _Webhook.received[-1]["text"]
+    assert test["enviado"] is True and test["tentativas"] == 1
+    assert "Teste" in slack_receiver.bodies[-1]["text"]
+    assert slack_receiver.bodies[-1]["blocks"][0]["type"] == "header"
     manual = {"titulo": "Drift no IPV", "mensagem": "PSI 0,31", "severidade": "critico"}
     sent = client.post("/alerts/send", json=manual, headers=ADMIN).json()
-    assert sent["enviado"] is True and "Drift no IPV" in _Webhook.received[-1]["text"]
+    assert sent["enviado"] is True and "Drift no IPV" in slack_receiver.bodies[-1]["text"]
+    assert "CRÍTICO" in slack_receiver.bodies[-1]["blocks"][0]["text"]["text"]
     assert client.post("/alerts/send", json={"titulo": ""}, headers=ADMIN).status_code == 422
     history = client.get("/alerts/history?por_pagina=1", headers=AUTH).json()
     assert history["total"] >= 2 and len(history["itens"]) == 1

@@ -53,7 +53,6 @@ TAGS = [
 
 def build_state(settings: Settings) -> AppState:
     store = OnlineStore(settings.online_store_url)
-    webhook = settings.SLACK_WEBHOOK_URL
     return AppState(
         settings=settings,
         runtime=ModelRuntime(settings),
@@ -66,7 +65,7 @@ def build_state(settings: Settings) -> AppState:
         ),
         metrics=SharedLogMetrics(settings.PREDICTION_LOG_PATH, settings.PERFORMANCE_WINDOW),
         alerts=AlertHistory(settings.monitoring_store_url),
-        slack=SlackSender(webhook.get_secret_value() if webhook else None),
+        slack=SlackSender.from_settings(settings),
     )
 
 
@@ -90,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.features.stop()
             state.prediction_log.close()
             state.store.dispose()
+            state.alerts.dispose()
 
     app = FastAPI(
         title="Passos Mágicos — Ponto de Virada",

@@ -110,6 +110,10 @@ class RegistroAluno(_Strict):
             previous = self.anterior.__dict__
             for name in HISTORY_INPUT_FIELDS:
                 inputs[f"{name}_anterior"] = previous[name]
+        # PV as a number, as the feature store gives it: one type per field in the log.
+        for name in ("pv", "pv_anterior"):
+            if type(inputs.get(name)) is bool:
+                inputs[name] = float(inputs[name])
         return inputs
 
 

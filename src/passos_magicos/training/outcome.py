@@ -32,6 +32,7 @@ class TrainOutcome:
     version: str | None = None
     gate: GateVerdict | None = None
     leakage_aucs: dict[str, float] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=dict)  # monitoring's reference profile
 
     @property
     def headline(self) -> Evaluation:

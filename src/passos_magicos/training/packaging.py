@@ -25,6 +25,7 @@ from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
 import passos_magicos
 from passos_magicos.features import CATEGORICAL, NUMERIC_INPUTS
+from passos_magicos.monitoring.reference import REFERENCE_FILE
 from passos_magicos.settings import Settings
 from passos_magicos.training.models import PontoViradaClassifier
 
@@ -113,9 +114,14 @@ def log_model(classifier: PontoViradaClassifier, example: pd.DataFrame) -> Any:
 
 
 def save_local(
-    classifier: PontoViradaClassifier, path: Path, metadata: dict[str, Any], example: pd.DataFrame
+    classifier: PontoViradaClassifier,
+    path: Path,
+    metadata: dict[str, Any],
+    example: pd.DataFrame,
+    extra_files: dict[str, str] | None = None,
 ) -> None:
-    """Write the same pyfunc to a local folder (MLFLOW_ENABLED=false)."""
+    """Write the same pyfunc to a local folder (MLFLOW_ENABLED=false), with `extra_files`
+    (name → text) beside it; the folder is swapped in whole."""
     from passos_magicos.registry import mlflow_defaults
 
     mlflow_defaults()
@@ -129,6 +135,8 @@ def save_local(
             input_example=input_example(example, classifier.features),
         )
         (target / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str))
+        for name, text in (extra_files or {}).items():
+            (target / name).write_text(text)
 
 
 @contextmanager
@@ -191,6 +199,14 @@ def download_registered(settings: Settings, version: str, target: Path) -> dict[
         "exported_at": registry.now_iso(),
     }
     (target / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+    if model_version.run_id and tags.get("monitoring.reference"):
+        # The monitoring job finds the profile beside a local copy of the version it serves.
+        reference = download_artifacts(
+            run_id=model_version.run_id, artifact_path=tags["monitoring.reference"]
+        )
+        profile = json.loads(Path(reference).read_text())
+        profile["versao"] = version
+        (target / REFERENCE_FILE).write_text(json.dumps(profile))
     return metadata
 
 

@@ -12,6 +12,7 @@ from mlflow.data.pandas_dataset import from_pandas
 
 from passos_magicos import registry
 from passos_magicos.data.dataset import Dataset
+from passos_magicos.monitoring.reference import REFERENCE_ARTIFACT, REFERENCE_FILE
 from passos_magicos.progress import Echo
 from passos_magicos.settings import Settings
 from passos_magicos.training.models import model_params
@@ -86,6 +87,7 @@ def publish_to_mlflow(
             {"features": list(classifier.features), "single_feature_roc_auc": outcome.leakage_aucs},
             "data/features.json",
         )
+        mlflow.log_dict(outcome.reference, REFERENCE_ARTIFACT)
         tick("registrando o modelo…")
         info = log_model(classifier, outcome.transitions.X)
         version = registry.register_version(client, name, info.model_uri, info.model_id, run)
@@ -109,6 +111,7 @@ def publish_to_mlflow(
             "train.label_max_year": str(classifier.metadata["label_max_year"]),
             "trained_at": started.isoformat(timespec="seconds"),
             "git_commit": registry.git_commit(),
+            "monitoring.reference": REFERENCE_ARTIFACT,
             **{
                 f"metric.{k}": f"{v:.6f}"
                 for k, v in flat_metrics(outcome).items()
@@ -186,6 +189,9 @@ def publish_locally(settings: Settings, outcome: TrainOutcome, tick: Echo) -> No
             "dataset_sha256": outcome.dataset.digest,
         },
         outcome.transitions.X,
+        extra_files={
+            REFERENCE_FILE: json.dumps(outcome.reference | {"versao": "local"}),
+            "model_card.md": outcome.model_card,
+        },
     )
-    (settings.local_model_dir / "model_card.md").write_text(outcome.model_card)
     tick(f"modelo salvo em {settings.local_model_dir}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from passos_magicos.data.dataset import Dataset, load_dataset
 from passos_magicos.feature_store.materialize import materialize_online, store_offline
 from passos_magicos.features import MODEL_INPUTS, TransitionSet, build_transitions, check_leakage
+from passos_magicos.monitoring.reference import build_reference
 from passos_magicos.progress import Echo, StageTimer, stderr_echo
 from passos_magicos.settings import Settings
 from passos_magicos.training.evaluation import (
@@ -104,6 +105,13 @@ def run_training(
         timings=timer.timings,
         model_card="",
         leakage_aucs=leakage_aucs,
+        # Out-of-fold scores: what the model gives students it has not seen, as in production.
+        reference=build_reference(
+            transitions.X,
+            evaluations["grouped_cv"].y_score,
+            classifier.threshold,
+            settings.MLFLOW_MODEL_NAME,
+        ),
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

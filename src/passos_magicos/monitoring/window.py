@@ -1,0 +1,337 @@
+"""The monitoring window: the newest predictions of the log, as columns per model version.
+
+The log is read backwards (newest file first, from its end) and reading stops as soon as the
+window is full, so a 6-hourly job does not re-read months of log. Lines are parsed a batch at a
+time by Arrow's JSON reader straight into columns (a million predictions never exist as a
+million dicts); a batch it rejects (a malformed line) is parsed line by line instead, so that
+only the bad lines are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+from numpy.typing import NDArray
+
+from passos_magicos.features import CATEGORICAL
+from passos_magicos.serving.prediction_log import iter_log_files, parse_record
+
+READ_BLOCK: Final = 8 << 20
+BATCH_BYTES: Final = 16 << 20  # lines handed to the JSON reader at once
+
+
+def lines_newest_first(path: Path) -> Iterator[list[bytes]]:
+    """Batches of complete lines, newest first, over the current file then the rotated ones.
+
+    The current file's unfinished last line (a write in progress) is left out; a rotated
+    file's is a line like any other (nobody writes there again).
+    """
+    files = iter_log_files(path)
+    for file in reversed(files):
+        is_current = file == Path(path)
+        try:
+            fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # rotated away or pruned after listing
+        try:
+            position = os.fstat(fd).st_size
+            carry = b""
+            first = True
+            while position > 0:
+                start = max(0, position - READ_BLOCK)
+                block = os.pread(fd, position - start, start) + carry
+                position = start
+                lines = block.split(b"\n")
+                carry = lines.pop(0) if start > 0 else b""
+                if first and not lines:
+                    continue  # no newline yet in this stretch: keep going back
+                if first:
+                    last = lines.pop()  # bytes after the final newline
+                    if last.strip() and not is_current:
+                        lines.append(last)
+                    first = False
+                lines.reverse()
+                yield lines
+        finally:
+            os.close(fd)
+
+
+@dataclass
+class VersionWindow:
+    """The predictions of one (model, version) in the window, as columns."""
+
+    model: str
+    version: str
+    features: dict[str, NDArray[np.float64] | list[Any]]
+    scores: NDArray[np.float64]
+    predicted: NDArray[np.bool_]
+
+    @property
+    def n(self) -> int:
+        return int(self.scores.size)
+
+
+@dataclass
+class Window:
+    versions: list[VersionWindow]
+    scanned_lines: int = 0
+    invalid_lines: int = 0
+    first_ts: str | None = None  # oldest prediction in the window
+    last_ts: str | None = None
+
+    @property
+    def n(self) -> int:
+        return sum(v.n for v in self.versions)
+
+
+@dataclass
+class _Rows:
+    """Valid records of one batch, newest first, as columns."""
+
+    key: NDArray[np.object_]  # "model\x1fversion" (a handful of distinct str objects)
+    ts: pa.Array  # kept in Arrow: a million Python strings would cost ~100 MB
+    scores: NDArray[np.float64]
+    predicted: NDArray[np.bool_]
+    features: dict[str, NDArray[Any]]
+    line: NDArray[np.int64]  # position of each record among the batch's lines
+
+    def __len__(self) -> int:
+        return int(self.scores.size)
+
+    def head(self, n: int) -> _Rows:
+        return _Rows(
+            self.key[:n],
+            self.ts[:n],
+            self.scores[:n],
+            self.predicted[:n],
+            {k: v[:n] for k, v in self.features.items()},
+            self.line[:n],
+        )
+
+    def lines_before(self, n: int, total: int) -> int:
+        """Lines of the batch up to the n-th record (all of them when n ≥ len)."""
+        if n >= len(self):
+            return total
+        return int(self.line[n])
+
+    def first_older_than(self, since: str) -> int | None:
+        older = pc.fill_null(pc.less(self.ts, pa.scalar(since)), False)
+        index = pc.index(older, True).as_py()
+        return None if index < 0 else int(index)
+
+    def ts_at(self, index: int) -> str | None:
+        value = self.ts[index].as_py()
+        return value if isinstance(value, str) else None
+
+
+KEY_SEPARATOR: Final = "\x1f"
+
+
+@cache
+def _schema(feature_names: tuple[str, ...]) -> pa.Schema:
+    def kind(name: str) -> pa.DataType:
+        return pa.string() if name in CATEGORICAL else pa.float64()
+
+    return pa.schema(
+        [
+            ("ts", pa.string()),
+            ("modelo", pa.string()),
+            ("versao", pa.string()),
+            ("probabilidade", pa.float64()),
+            ("pv_previsto", pa.bool_()),
+            ("latencia_ms", pa.float64()),
+            ("features", pa.struct([(name, kind(name)) for name in feature_names])),
+        ]
+    )
+
+
+def _strings(array: pa.Array) -> NDArray[np.object_]:
+    """Strings as an object array whose items are the few distinct str objects (None = null)."""
+    encoded = pc.dictionary_encode(array)
+    values = np.asarray([*encoded.dictionary.to_pylist(), None], dtype=object)
+    indices = encoded.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False)
+    result: NDArray[np.object_] = values[indices]
+    return result
+
+
+def _floats(array: pa.Array) -> NDArray[np.float64]:
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64)  # null → NaN
+
+
+def _parse_fast(data: bytes, feature_names: tuple[str, ...]) -> tuple[_Rows, int] | None:
+    """Arrow's reader over a whole batch; None when any line is not a JSON object of the
+    expected types. Rows whose core fields are missing are invalid, as in `parse_record`."""
+    try:
+        table = pa_json.read_json(
+            io.BytesIO(data),
+            read_options=pa_json.ReadOptions(block_size=READ_BLOCK),
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=_schema(feature_names), unexpected_field_behavior="ignore"
+            ),
+        ).combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    core = [table.column(c).chunk(0) for c in ("probabilidade", "pv_previsto", "latencia_ms")]
+    valid_mask = pc.and_(pc.and_(core[0].is_valid(), core[1].is_valid()), core[2].is_valid())
+    valid = np.asarray(valid_mask.to_numpy(zero_copy_only=False), dtype=bool)
+    table = table.filter(valid_mask)
+    features = table.column("features").chunk(0) if table.num_rows else None
+    key = pc.binary_join_element_wise(
+        table.column("modelo").chunk(0) if table.num_rows else pa.array([], pa.string()),
+        table.column("versao").chunk(0) if table.num_rows else pa.array([], pa.string()),
+        KEY_SEPARATOR,
+    )
+    columns: dict[str, NDArray[Any]] = {}
+    for name in feature_names:
+        field = features.field(name) if features is not None else pa.array([], pa.float64())
+        columns[name] = _strings(field) if name in CATEGORICAL else _floats(field)
+    return (
+        _Rows(
+            key=_strings(key),
+            ts=table.column("ts").combine_chunks(),
+            scores=_floats(table.column("probabilidade").combine_chunks()),
+            predicted=np.asarray(
+                table.column("pv_previsto").to_numpy(zero_copy_only=False), dtype=bool
+            ),
+            features=columns,
+            line=np.flatnonzero(valid),
+        ),
+        int((~valid).sum()),
+    )
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        return float(value)
+    return float(value) if isinstance(value, int | float) else np.nan
+
+
+def _parse_slow(lines: list[bytes], feature_names: tuple[str, ...]) -> tuple[_Rows, int]:
+    """Line by line with the log's own parser: only the malformed lines are lost."""
+    records, positions = [], []
+    for position, line in enumerate(lines):
+        record = parse_record(line)
+        if record is not None:
+            records.append(record)
+            positions.append(position)
+    rows = [r["features"] if type(r.get("features")) is dict else {} for r in records]
+    features: dict[str, NDArray[Any]] = {}
+    for name in feature_names:
+        values = [row.get(name) for row in rows]
+        if name in CATEGORICAL:
+            features[name] = np.asarray(
+                [v if isinstance(v, str) else None for v in values], dtype=object
+            )
+        else:
+            features[name] = np.asarray([_number(v) for v in values], dtype=np.float64)
+    keys = [f"{r.get('modelo')}{KEY_SEPARATOR}{r.get('versao')}" for r in records]
+    return (
+        _Rows(
+            key=np.asarray(keys, dtype=object),
+            ts=pa.array([t if isinstance(t := r.get("ts"), str) else None for r in records]),
+            scores=np.asarray([float(r["probabilidade"]) for r in records], dtype=np.float64),
+            predicted=np.asarray([r["pv_previsto"] for r in records], dtype=bool),
+            features=features,
+            line=np.asarray(positions, dtype=np.int64),
+        ),
+        len(lines) - len(records),
+    )
+
+
+def _batches(path: Path) -> Iterator[list[bytes]]:
+    """Non-empty lines, newest first, in batches of about BATCH_BYTES."""
+    batch: list[bytes] = []
+    size = 0
+    for lines in lines_newest_first(path):
+        for line in lines:
+            if line.strip():
+                batch.append(line)
+                size += len(line) + 1
+        if size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+class _Groups:
+    """Columns per model version, appended batch by batch."""
+
+    def __init__(self, feature_names: tuple[str, ...]) -> None:
+        self.feature_names = feature_names
+        self.parts: dict[str, list[_Rows]] = {}
+
+    def add(self, rows: _Rows) -> None:
+        for key in dict.fromkeys(rows.key.tolist()):
+            mask = rows.key == key
+            part = _Rows(
+                rows.key[:0],
+                rows.ts[:0],
+                rows.scores[mask],
+                rows.predicted[mask],
+                {name: values[mask] for name, values in rows.features.items()},
+                rows.line[:0],
+            )
+            self.parts.setdefault(str(key), []).append(part)
+
+    def versions(self) -> list[VersionWindow]:
+        result = []
+        for key, parts in self.parts.items():
+            model, _, version = key.partition(KEY_SEPARATOR)
+            features: dict[str, NDArray[np.float64] | list[Any]] = {}
+            for name in self.feature_names:
+                joined = np.concatenate([p.features[name] for p in parts])
+                features[name] = list(joined) if name in CATEGORICAL else joined
+            result.append(
+                VersionWindow(
+                    model=model,
+                    version=version,
+                    features=features,
+                    scores=np.concatenate([p.scores for p in parts]),
+                    predicted=np.concatenate([p.predicted for p in parts]),
+                )
+            )
+        self.parts.clear()
+        return sorted(result, key=lambda v: -v.n)
+
+
+def read_window(
+    path: Path, feature_names: tuple[str, ...], limit: int, since: str | None = None
+) -> Window:
+    """The newest `limit` valid predictions (only those at or after `since`, an ISO time)."""
+    window = Window(versions=[])
+    groups = _Groups(feature_names)
+    taken = 0
+    oldest: _Rows | None = None
+    for lines in _batches(path):
+        fast = _parse_fast(b"\n".join(lines), feature_names)
+        rows, _ = fast if fast is not None else _parse_slow(lines, feature_names)
+        keep = len(rows)
+        if since is not None and (older := rows.first_older_than(since)) is not None:
+            keep = older  # the log is in time order: everything after is older still
+        keep = min(keep, limit - taken)
+        consumed = rows.lines_before(keep, len(lines))
+        window.scanned_lines += consumed
+        window.invalid_lines += consumed - keep
+        taken += keep
+        if keep:
+            rows = rows.head(keep)
+            window.last_ts = window.last_ts or rows.ts_at(0)
+            oldest = rows
+            groups.add(rows)
+        if keep < len(rows) or taken >= limit:
+            break
+    if oldest is not None:
+        window.first_ts = oldest.ts_at(len(oldest) - 1)
+    window.versions = groups.versions()
+    return window
