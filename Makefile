@@ -11,7 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY := true
 PEDE_DATA_DIR ?= $(abspath ../shared/data/pede)
 
-.PHONY: help setup run train predict materialize api dashboard test test-cov lint format bench docker-up docker-down clean
+.PHONY: help setup run train predict materialize api monitor dashboard test test-cov lint format bench docker-up docker-down clean
 
 help: ## Lista os alvos
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ materialize: setup ## Grava o feature store offline e materializa o online
 api: setup ## API FastAPI em API_HOST:API_PORT (precisa de API_TOKENS para previsões)
 	$(CLI) serve
 
+monitor: setup ## Job de monitoramento (drift, distribuição de classes, alertas no Slack)
+	$(CLI) monitor
+
 dashboard: ## Dashboard Streamlit (ainda não disponível nesta versão)
 	@echo "erro: o dashboard ainda não faz parte desta versão (issue #5)" >&2; exit 1
 
@@ -60,10 +63,12 @@ format: setup ## Formata e corrige o que o ruff sabe corrigir
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: setup ## Benchmarks: treino (tempo, memória), qualidade dos modelos, serving (wrk)
+bench: setup ## Benchmarks: treino, qualidade dos modelos, serving (wrk), monitoramento (+ Evidently)
 	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_train.py auto random_forest
 	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_models.py
 	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_serving.py
+	benchmarks/evidently/setup_env.sh
+	$(PY) benchmarks/bench_monitoring.py
 
 docker-up: ## Stack Docker Compose (ainda não disponível nesta versão)
 	@echo "erro: docker-compose.yml ainda não faz parte desta versão (issue #6)" >&2; exit 1

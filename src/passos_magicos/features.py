@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads lazily: the monitoring job only needs the names below
+    import pandas as pd
 
 from passos_magicos.data.schema import INDICATORS
 
@@ -106,6 +108,7 @@ def scoring_frame(table: pd.DataFrame, year: int | None = None) -> pd.DataFrame:
 
 def single_feature_auc(values: pd.Series, y: np.ndarray, min_rows: int = 30) -> float | None:
     """How well one feature alone separates the label (direction-free ROC-AUC)."""
+    import pandas as pd
     from sklearn.metrics import roc_auc_score  # training-only; keeps this module light
 
     numeric = pd.to_numeric(values, errors="coerce") if values.dtype == object else values

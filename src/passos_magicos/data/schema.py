@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import pandas as pd
+if TYPE_CHECKING:  # loaded by the functions below: the constants are needed without pandas
+    import pandas as pd
 
 INDICATORS: Final = ("iaa", "ieg", "ips", "ipp", "ida", "ipv", "ian")
 """PEDE indicators (0-10). INDE is their weighted mean; same-year PV is a threshold on IPV."""
@@ -62,11 +63,15 @@ class DataFormatError(ValueError):
 
 
 def empty_canonical() -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in CANONICAL_DTYPES.items()})
 
 
 def conform(frame: pd.DataFrame) -> pd.DataFrame:
     """Select and type the canonical columns (missing ones become NA)."""
+    import pandas as pd
+
     out = pd.DataFrame(index=frame.index)
     for column, dtype in CANONICAL_DTYPES.items():
         values = frame[column] if column in frame else pd.Series(pd.NA, index=frame.index)

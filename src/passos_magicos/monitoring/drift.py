@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
+from scipy import special
 
 from passos_magicos.monitoring.reference import bin_counts
 
@@ -35,8 +35,10 @@ def chi_square(reference: NDArray[np.float64], current: NDArray[np.float64]) -> 
     table = np.vstack([reference[keep], current[keep]])
     if table.shape[1] < 2 or table[0].sum() == 0 or table[1].sum() == 0:
         return 1.0, 0.0
-    statistic, p_value, _, _ = stats.chi2_contingency(table, correction=False)
-    return float(p_value), float(math.sqrt(statistic / table.sum()))
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    p_value = float(special.chdtrc(table.shape[1] - 1, statistic))  # df = (2-1)(k-1)
+    return p_value, math.sqrt(statistic / table.sum())
 
 
 def binned_ks(reference: NDArray[np.float64], current: NDArray[np.float64]) -> tuple[float, float]:
@@ -49,7 +51,7 @@ def binned_ks(reference: NDArray[np.float64], current: NDArray[np.float64]) -> t
         return 0.0, 1.0
     d = float(np.max(np.abs(np.cumsum(reference) / n_ref - np.cumsum(current) / n_cur)))
     effective = n_ref * n_cur / (n_ref + n_cur)
-    return d, float(stats.kstwobign.sf(d * math.sqrt(effective)))
+    return d, float(special.kolmogorov(d * math.sqrt(effective)))
 
 
 @dataclass
@@ -135,10 +137,27 @@ class PositiveRate:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
+def binomial_p_value(k: int, n: int, p: float) -> float:
+    """Exact two-sided binomial test: the probability of every outcome no likelier than k."""
+    if p <= 0.0 or p >= 1.0:
+        return 1.0 if k == round(n * p) else 0.0
+    outcomes = np.arange(n + 1)
+    log_pmf = (
+        special.gammaln(n + 1)
+        - special.gammaln(outcomes + 1)
+        - special.gammaln(n - outcomes + 1)
+        + outcomes * math.log(p)
+        + (n - outcomes) * math.log1p(-p)
+    )
+    observed = log_pmf[k]
+    pmf = np.exp(log_pmf)
+    return float(min(1.0, pmf[log_pmf <= observed + 1e-7].sum()))
+
+
 def positive_rate_test(positives: int, n: int, reference_rate: float) -> PositiveRate:
     """Binomial test of the share of predicted PV against the reference rate, with Cohen's h."""
     rate = positives / n if n else 0.0
-    p_value = float(stats.binomtest(positives, n, reference_rate).pvalue) if n else 1.0
+    p_value = binomial_p_value(positives, n, reference_rate) if n else 1.0
     h = abs(2 * math.asin(math.sqrt(rate)) - 2 * math.asin(math.sqrt(reference_rate)))
     return PositiveRate(reference_rate, rate, n, positives, p_value, h)
 

@@ -12,14 +12,16 @@ import logging
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from passos_magicos.features import CATEGORICAL
 from passos_magicos.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +121,13 @@ class ReferenceProfiles:
         self.errors: dict[tuple[str, str], str] = {}  # why a profile could not be found (pt-BR)
 
     def get(self, model: str, version: str) -> dict[str, Any] | None:
+        try:
+            return self._get(model, version)
+        except (OSError, ValueError) as exc:  # a damaged file: this version goes unmonitored
+            self.errors[(model, version)] = f"perfil de referência ilegível ({exc})"[:300]
+            return None
+
+    def _get(self, model: str, version: str) -> dict[str, Any] | None:
         cached = self.cache_dir / _safe(model) / f"{_safe(version)}.json"
         if cached.is_file():
             return _read(cached)
