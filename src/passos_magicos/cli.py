@@ -403,6 +403,34 @@ def monitor(
 
 
 @app.command()
+def dashboard(
+    host: Annotated[str | None, typer.Option(help="Padrão: DASHBOARD_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Padrão: DASHBOARD_PORT (8501).")] = None,
+) -> None:
+    """Sobe o dashboard Streamlit da equipe pedagógica (lê tudo pela API em API_URL)."""
+    from streamlit.web import bootstrap
+
+    # Loaded before the server starts, so that the first visitor does not wait for the imports.
+    import passos_magicos.dashboard.pages  # noqa: F401
+
+    settings = _settings()
+    app_path = Path(__file__).resolve().parent / "dashboard" / "app.py"
+    options = {
+        "server.address": host or settings.DASHBOARD_HOST,
+        "server.port": port or settings.DASHBOARD_PORT,
+        "server.headless": True,
+        "browser.gatherUsageStats": False,
+        "client.toolbarMode": "viewer",  # no "Deploy" button for the team
+    }
+    typer.echo(
+        f"dashboard em http://{options['server.address']}:{options['server.port']} "
+        f"(API: {settings.API_URL})"
+    )
+    bootstrap.load_config_options(flag_options=options)
+    bootstrap.run(str(app_path), False, [], options)
+
+
+@app.command()
 def run(data: DataOption = None) -> None:
     """O job principal (make run): treina, registra, promove na primeira vez, materializa e
     sobe a API e a UI do MLflow até Ctrl-C."""

@@ -1,5 +1,6 @@
 """`passos-magicos run` (what `make run` does): train on the embedded defaults, promote on the
-first run, then serve the API and the MLflow UI until Ctrl-C, printing where they are."""
+first run, then serve the API, the dashboard and the MLflow UI until Ctrl-C, printing where
+they are."""
 
 from __future__ import annotations
 
@@ -82,6 +83,38 @@ def start_mlflow_ui(settings: Settings, echo: Echo) -> subprocess.Popen[bytes] |
     )
 
 
+def announce(
+    settings: Settings,
+    base: str,
+    dashboard: bool,
+    mlflow_url: str | None,
+    api_token: str,
+    echo: Echo,
+) -> None:
+    echo("")
+    echo(f"API:        {base}   (documentação: {base}/docs)")
+    if dashboard:
+        echo(f"Dashboard:  http://127.0.0.1:{settings.DASHBOARD_PORT}")
+    if mlflow_url:
+        echo(f"MLflow:     {mlflow_url}")
+    echo(f"token:      {api_token}   (guardado em {settings.DATA_DIR / 'api-token'})")
+    echo(f"exemplo:    curl -H 'Authorization: Bearer {api_token}' {base}/predict/alunos")
+
+
+def start_dashboard(
+    settings: Settings, cli: list[str], api_url: str, token: str, echo: Echo
+) -> subprocess.Popen[bytes] | None:
+    """The Streamlit dashboard, reading the API just started (its own token as a client)."""
+    if not port_free(settings.DASHBOARD_HOST, settings.DASHBOARD_PORT):
+        echo(f"porta {settings.DASHBOARD_PORT} ocupada: dashboard não iniciado")
+        return None
+    return subprocess.Popen(
+        [*cli, "dashboard"],
+        env=os.environ | {"API_URL": api_url, "API_TOKEN": token},
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def run_everything(settings: Settings, data_uris: list[str], echo: Echo) -> int:
     api_token = os.environ.get("API_TOKENS") or local_secret(settings.DATA_DIR / "api-token")
     admin_token = os.environ.get("ADMIN_RELOAD_TOKEN") or local_secret(
@@ -114,12 +147,10 @@ def run_everything(settings: Settings, data_uris: list[str], echo: Echo) -> int:
             return 1
         if len(children) > 1 and not wait_ready(f"{mlflow_url}/health", 60, children[0]):
             echo("aviso: a UI do MLflow ainda não respondeu")
-        echo("")
-        echo(f"API:        {base}   (documentação: {base}/docs)")
-        if mlflow_url:
-            echo(f"MLflow:     {mlflow_url}")
-        echo(f"token:      {api_token}   (guardado em {settings.DATA_DIR / 'api-token'})")
-        echo(f"exemplo:    curl -H 'Authorization: Bearer {api_token}' {base}/predict/alunos")
+        dashboard = start_dashboard(settings, cli, base, api_token.split(",")[0], echo)
+        if dashboard is not None:
+            children.append(dashboard)
+        announce(settings, base, dashboard is not None, mlflow_url, api_token, echo)
         echo("Ctrl-C encerra tudo.")
         api.wait()
         return api.returncode or 0

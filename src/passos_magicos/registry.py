@@ -11,6 +11,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -396,6 +397,20 @@ def rollback(
 # Listing
 
 SUMMARY_METRICS: Final = ("oot_roc_auc", "cv_roc_auc", "oot_pr_auc", "oot_brier")
+BASELINE_METRICS: Final = ("roc_auc", "pr_auc", "brier")
+_BASELINE_PATTERN: Final = re.compile(
+    r"^(oot|cv)_baseline_[a-z0-9_]+_(" + "|".join(BASELINE_METRICS) + r")$"
+)
+
+
+def is_baseline_metric(name: str) -> bool:
+    """A baseline's headline metric, e.g. `oot_baseline_ipv_t_roc_auc`."""
+    return _BASELINE_PATTERN.match(name) is not None
+
+
+def is_summary_metric(name: str) -> bool:
+    """Metrics kept as `metric.<name>` tags on a version (what `models` and the API list)."""
+    return name in SUMMARY_METRICS or is_baseline_metric(name)
 
 
 @dataclass
@@ -409,6 +424,8 @@ class VersionRow:
     promoted_at: str | None
     promoted_by: str | None
     run_id: str | None
+    baselines: dict[str, float] = field(default_factory=dict)
+    gate_summary: str | None = None
 
 
 def list_versions(client: MlflowClient, name: str) -> list[VersionRow]:
@@ -425,6 +442,11 @@ def list_versions(client: MlflowClient, name: str) -> list[VersionRow]:
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
         tags = mv.tags
         metrics = {m: float(tags[f"metric.{m}"]) for m in SUMMARY_METRICS if f"metric.{m}" in tags}
+        baselines = {
+            name: float(value)
+            for tag, value in sorted(tags.items())
+            if tag.startswith("metric.") and is_baseline_metric(name := tag.removeprefix("metric."))
+        }
         rows.append(
             VersionRow(
                 version=str(mv.version),
@@ -440,6 +462,8 @@ def list_versions(client: MlflowClient, name: str) -> list[VersionRow]:
                 promoted_at=tags.get("production.set_at"),
                 promoted_by=tags.get("production.set_by"),
                 run_id=mv.run_id,
+                baselines=baselines,
+                gate_summary=tags.get("gate.summary"),
             )
         )
     return rows

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     API_URL: str = "http://127.0.0.1:8000"
     API_TOKEN: SecretStr | None = None  # client token; default: the first of API_TOKENS
     DASHBOARD_URL: str | None = "http://localhost:8501"  # linked from Slack alerts
+    DASHBOARD_HOST: str = "127.0.0.1"
+    DASHBOARD_PORT: int = Field(default=8501, ge=1, le=65535)
 
     # Slack alerts.
     SLACK_WEBHOOK_URL: SecretStr | None = None

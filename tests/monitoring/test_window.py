@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from passos_magicos.features import MODEL_INPUTS
 from passos_magicos.monitoring.window import read_window
@@ -89,12 +90,12 @@ def test_fast_and_line_by_line_parsing_agree(tmp_path: Path) -> None:
     from passos_magicos.serving.prediction_log import encode_records
 
     records = [record(i, str(i % 2)) for i in range(50)]
-    records[3]["features"] = {"pv": 1.0, "pedra": "Quartzo", "iaa": 7}  # partial, an int
+    records[3]["features"] = {"pv": 1.0, "pedra": "Quartzo", "iaa": 75}  # partial, an int
     lines = encode_records(records).splitlines()
     lines.insert(10, b'{"ts": "2026-11-01T00:00:00.000Z"}')  # JSON, but not a prediction
     fast = module._parse_fast(b"\n".join(lines), MODEL_INPUTS)
     assert fast is not None, "the Arrow reader should take a well-formed batch"
-    slow = module._parse_slow(lines, MODEL_INPUTS)
+    slow = module._parse_slow(b"\n".join(lines), MODEL_INPUTS)
     (fast_rows, fast_invalid), (slow_rows, slow_invalid) = fast, slow
     assert fast_invalid == slow_invalid == 1
     np.testing.assert_array_equal(fast_rows.line, slow_rows.line)
@@ -108,12 +109,31 @@ def test_fast_and_line_by_line_parsing_agree(tmp_path: Path) -> None:
             assert list(a) == list(b)
         else:
             np.testing.assert_allclose(a, b, equal_nan=True)
-    assert fast_rows.features["pv"][3] == 1.0 and fast_rows.features["iaa"][3] == 7.0
+    (partial,) = np.flatnonzero(fast_rows.features["iaa"] == 75.0)
+    assert (
+        fast_rows.features["pv"][partial] == 1.0
+        and fast_rows.features["pedra"][partial] == "Quartzo"
+    )
+    assert np.isnan(fast_rows.features["ida"][partial])
+    assert fast_rows.line[0] == 0 and fast_rows.key[0].endswith("1")  # newest (record 49) first
 
     lines.append(b"not json")  # one bad line: the whole batch goes line by line
     assert module._parse_fast(b"\n".join(lines), MODEL_INPUTS) is None
     odd = encode_records([record(0, "1") | {"features": {"pv": True, "iaa": "7"}}])
     assert module._parse_fast(odd, MODEL_INPUTS) is None  # types the reader does not take…
-    rows, invalid = module._parse_slow(odd.splitlines(), MODEL_INPUTS)
+    rows, invalid = module._parse_slow(odd, MODEL_INPUTS)
     assert invalid == 0 and rows.features["pv"][0] == 1.0  # …are read line by line
     assert np.isnan(rows.features["iaa"][0])
+
+
+def test_blocks_split_lines_exactly_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny read blocks: every line comes out once, whatever the block boundaries."""
+    from passos_magicos.monitoring import window as module
+
+    path = tmp_path / "predictions.jsonl"
+    lines = [f'{{"n": {i}, "pad": "{"x" * (i % 37)}"}}'.encode() for i in range(500)]
+    path.write_bytes(b"\n".join(lines) + b"\n" + b'{"n": 500, "unfinished')
+    for size in (7, 64, 100, 4096):
+        monkeypatch.setattr(module, "READ_BLOCK", size)
+        seen = [line for block in module.blocks_newest_first(path) for line in module._lines(block)]
+        assert seen == lines[::-1], size

@@ -3,6 +3,7 @@ real uvicorn server on loopback for tests that need concurrency."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -18,8 +19,9 @@ from fastapi.testclient import TestClient
 from passos_magicos.data.dataset import build_dataset
 from passos_magicos.data.storage import SourceFile
 from passos_magicos.data.synth import render_synthetic
-from passos_magicos.feature_store.materialize import materialize_online
+from passos_magicos.feature_store.materialize import materialize_online, store_offline
 from passos_magicos.features import build_transitions
+from passos_magicos.monitoring.reference import REFERENCE_FILE, build_reference
 from passos_magicos.serving.app import create_app
 from passos_magicos.settings import Settings
 from passos_magicos.training.evaluation import fit_recipe
@@ -79,17 +81,23 @@ def publish_local_model(settings: Settings, version: str, kind: str, seed: int) 
         "metrics": {"oot_roc_auc": 0.8, "oot_baseline_ipv_t_roc_auc": 0.77},
         "trained_at": "2026-01-01T00:00:00+00:00",
     }
-    save_local(classifier, settings.local_model_dir, metadata, transitions.X)
+    # The monitoring job's reference profile travels with the model, as training writes it.
+    scores = classifier.predict_proba(transitions.X)
+    profile = build_reference(transitions.X, scores, classifier.threshold, metadata["model_name"])
+    extra = {REFERENCE_FILE: json.dumps(profile | {"versao": version})}
+    save_local(classifier, settings.local_model_dir, metadata, transitions.X, extra_files=extra)
 
 
 @pytest.fixture(scope="session")
 def served_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-forest model in models/ (version 7) and a materialised online store."""
+    """A random-forest model in models/ (version 7) and the feature store (offline Parquet
+    with every cycle, online with each student's latest)."""
     root = tmp_path_factory.mktemp("serving")
     settings = settings_for(root)
     publish_local_model(settings, "7", "random_forest", seed=2)
     dataset = build_dataset([SourceFile("s.csv", "s.csv", render_synthetic(students=400, seed=4))])
-    materialize_online(settings, dataset.table, dataset.digest)
+    table = store_offline(settings, dataset)
+    materialize_online(settings, table, dataset.digest)
     return root
 
 

@@ -272,15 +272,35 @@ class AlertHistory:
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def latest_run(self) -> dict[str, Any] | None:
+        runs = self.runs(1)
+        return runs[0] if runs else None
+
+    def runs(self, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` runs, newest first: id, started_at, finished_at, status and the
+        parsed report (an unreadable report comes back as an empty dict)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                MONITORING_RUNS.select().order_by(MONITORING_RUNS.c.id.desc()).limit(limit)
+            ).all()
+        return [_run_from_row(row._mapping) for row in rows]
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        """One run by id, with its parsed report; None when there is no such run."""
         with self.engine.connect() as connection:
             row = connection.execute(
-                MONITORING_RUNS.select().order_by(MONITORING_RUNS.c.id.desc()).limit(1)
+                MONITORING_RUNS.select().where(MONITORING_RUNS.c.id == run_id)
             ).first()
-        if row is None:
-            return None
-        run = dict(row._mapping)
-        run["report"] = json.loads(run["report"])
-        return run
+        return None if row is None else _run_from_row(row._mapping)
+
+
+def _run_from_row(row: Any) -> dict[str, Any]:
+    run = dict(row)
+    try:
+        report = json.loads(run["report"])
+    except (TypeError, ValueError):
+        report = {}
+    run["report"] = report if isinstance(report, dict) else {}
+    return run
 
 
 def _insert_event(connection: Connection, draft: EventDraft) -> AlertEvent:

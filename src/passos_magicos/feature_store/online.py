@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import pandas as pd
 from sqlalchemy import (
@@ -181,30 +181,64 @@ class StudentFeatures:
     features: dict[str, FeatureValue]  # exactly the feature columns, NaN as None; read-only
 
 
+T = TypeVar("T")
+
+
+class StudentIndex(Generic[T]):
+    """The id forms people type, resolved to one entry: `ALUNO-12`, `aluno-12`, `RA-7`, or the
+    bare number `12` when only one id has it. Built once, read-only afterwards."""
+
+    __slots__ = ("_by_key", "_by_number", "_items")
+
+    def __init__(self, items: Mapping[str, T]) -> None:
+        by_key: dict[str, T] = {}
+        by_number: dict[int, list[str]] = {}
+        for aluno_id, item in items.items():
+            by_key[_normalise_id(aluno_id)] = item
+            if (match := _ID_PATTERN.match(aluno_id)) is not None:
+                by_number.setdefault(int(match.group(2)), []).append(aluno_id)
+        self._items: Mapping[str, T] = MappingProxyType(dict(items))
+        self._by_key: Mapping[str, T] = MappingProxyType(by_key)
+        self._by_number: Mapping[int, tuple[str, ...]] = MappingProxyType(
+            {n: tuple(sorted(ids)) for n, ids in by_number.items()}
+        )
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def entries(self) -> Mapping[str, T]:
+        """Every entry by its exact id."""
+        return self._items
+
+    def resolve(self, key: str) -> T:
+        """The entry `key` names; UnknownStudentError or AmbiguousStudentError otherwise."""
+        if (number := _NUMBER_PATTERN.match(key)) is not None:
+            candidates = self._by_number.get(int(number.group(1)), ())
+            if len(candidates) > 1:
+                raise AmbiguousStudentError(key.strip(), candidates)
+            if candidates:
+                return self._items[candidates[0]]
+            raise UnknownStudentError(key.strip())
+        item = self._by_key.get(_normalise_id(key))
+        if item is None:
+            raise UnknownStudentError(key.strip())
+        return item
+
+
 @dataclass(frozen=True)
 class FeatureSnapshot:
     """One version of the feature set, in memory and never modified."""
 
     meta: FeatureSetMeta
     students: Mapping[str, StudentFeatures]
-    _by_key: Mapping[str, StudentFeatures] = field(init=False, repr=False, compare=False)
-    _by_number: Mapping[int, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    _index: StudentIndex[StudentFeatures] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        by_key: dict[str, StudentFeatures] = {}
-        by_number: dict[int, list[str]] = {}
-        for aluno_id, student in self.students.items():
-            by_key[_normalise_id(aluno_id)] = student
-            if (match := _ID_PATTERN.match(aluno_id)) is not None:
-                by_number.setdefault(int(match.group(2)), []).append(aluno_id)
-        # Frozen: set the derived indexes once, read-only from here on.
-        object.__setattr__(self, "students", MappingProxyType(dict(self.students)))
-        object.__setattr__(self, "_by_key", MappingProxyType(by_key))
-        object.__setattr__(
-            self,
-            "_by_number",
-            MappingProxyType({n: tuple(sorted(ids)) for n, ids in by_number.items()}),
-        )
+        index = StudentIndex(self.students)
+        # Frozen: set the derived index once, read-only from here on.
+        object.__setattr__(self, "students", index.entries)
+        object.__setattr__(self, "_index", index)
 
     def __len__(self) -> int:
         return len(self.students)
@@ -221,17 +255,7 @@ class FeatureSnapshot:
 
     def resolve(self, key: str) -> StudentFeatures:
         """`ALUNO-12`, `aluno-12`, `RA-7`, or the bare number `12` when only one id has it."""
-        if (number := _NUMBER_PATTERN.match(key)) is not None:
-            candidates = self._by_number.get(int(number.group(1)), ())
-            if len(candidates) > 1:
-                raise AmbiguousStudentError(key.strip(), candidates)
-            if candidates:
-                return self.students[candidates[0]]
-            raise UnknownStudentError(key.strip())
-        student = self._by_key.get(_normalise_id(key))
-        if student is None:
-            raise UnknownStudentError(key.strip())
-        return student
+        return self._index.resolve(key)
 
     def to_frame(self) -> pd.DataFrame:
         """aluno_id, ano, turma, genero and the feature columns, one row per student."""

@@ -26,12 +26,13 @@ from numpy.typing import NDArray
 from passos_magicos.features import CATEGORICAL
 from passos_magicos.serving.prediction_log import iter_log_files, parse_record
 
-READ_BLOCK: Final = 8 << 20
-BATCH_BYTES: Final = 16 << 20  # lines handed to the JSON reader at once
+READ_BLOCK: Final = 16 << 20  # bytes read, and handed to the JSON reader, at once
+ARROW_BLOCK: Final = 2 << 20  # the reader parses blocks of this size in parallel
 
 
-def lines_newest_first(path: Path) -> Iterator[list[bytes]]:
-    """Batches of complete lines, newest first, over the current file then the rotated ones.
+def blocks_newest_first(path: Path) -> Iterator[bytes]:
+    """Blocks of complete lines, newest block first (lines inside a block in file order), over
+    the current file and then the rotated ones, newest first.
 
     The current file's unfinished last line (a write in progress) is left out; a rotated
     file's is a line like any other (nobody writes there again).
@@ -44,26 +45,36 @@ def lines_newest_first(path: Path) -> Iterator[list[bytes]]:
         except FileNotFoundError:
             continue  # rotated away or pruned after listing
         try:
-            position = os.fstat(fd).st_size
-            carry = b""
-            first = True
-            while position > 0:
-                start = max(0, position - READ_BLOCK)
-                block = os.pread(fd, position - start, start) + carry
-                position = start
-                lines = block.split(b"\n")
-                carry = lines.pop(0) if start > 0 else b""
-                if first and not lines:
-                    continue  # no newline yet in this stretch: keep going back
-                if first:
-                    last = lines.pop()  # bytes after the final newline
-                    if last.strip() and not is_current:
-                        lines.append(last)
-                    first = False
-                lines.reverse()
-                yield lines
+            yield from _file_blocks(fd, is_current)
         finally:
             os.close(fd)
+
+
+def _file_blocks(fd: int, is_current: bool) -> Iterator[bytes]:
+    position = os.fstat(fd).st_size
+    carry = b""  # the start of the earliest line of the block read before (continues here)
+    last_line = True
+    while position > 0:
+        start = max(0, position - READ_BLOCK)
+        block = os.pread(fd, position - start, start) + carry
+        position = start
+        carry = b""
+        if start > 0:
+            cut = block.find(b"\n")
+            if cut < 0:
+                carry = block  # one line longer than a block: keep going back
+                continue
+            carry, block = block[: cut + 1], block[cut + 1 :]
+            carry = carry[:-1]
+        if last_line:
+            end = block.rfind(b"\n") + 1
+            tail = block[end:]
+            block = block[:end]
+            if tail.strip() and not is_current:
+                block += tail + b"\n"
+            last_line = False
+        if block:
+            yield block
 
 
 @dataclass
@@ -159,31 +170,44 @@ def _strings(array: pa.Array) -> NDArray[np.object_]:
     """Strings as an object array whose items are the few distinct str objects (None = null)."""
     encoded = pc.dictionary_encode(array)
     values = np.asarray([*encoded.dictionary.to_pylist(), None], dtype=object)
-    indices = encoded.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False)
+    indices = _plain(pc.fill_null(encoded.indices, len(values) - 1))
     result: NDArray[np.object_] = values[indices]
     return result
 
 
-def _floats(array: pa.Array) -> NDArray[np.float64]:
-    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64)  # null → NaN
+# Arrow → numpy only through zero-copy paths: the general conversion loads pandas (~1 s).
+def _plain(array: pa.Array | pa.ChunkedArray) -> NDArray[Any]:
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return np.asarray(array.to_numpy(zero_copy_only=True))
+
+
+def _floats(array: pa.Array | pa.ChunkedArray) -> NDArray[np.float64]:
+    return _plain(pc.fill_null(pc.cast(array, pa.float64()), np.nan))  # null → NaN
+
+
+def _bools(array: pa.Array | pa.ChunkedArray) -> NDArray[np.bool_]:
+    return _plain(pc.fill_null(pc.cast(array, pa.uint8()), 0)).astype(bool)
 
 
 def _parse_fast(data: bytes, feature_names: tuple[str, ...]) -> tuple[_Rows, int] | None:
-    """Arrow's reader over a whole batch; None when any line is not a JSON object of the
-    expected types. Rows whose core fields are missing are invalid, as in `parse_record`."""
+    """Arrow's reader over a whole block, rows turned newest first; None when any line is not
+    a JSON object of the expected types. Rows whose core fields are missing are invalid, as
+    in `parse_record`."""
     try:
         table = pa_json.read_json(
             io.BytesIO(data),
-            read_options=pa_json.ReadOptions(block_size=READ_BLOCK),
+            read_options=pa_json.ReadOptions(block_size=ARROW_BLOCK),
             parse_options=pa_json.ParseOptions(
                 explicit_schema=_schema(feature_names), unexpected_field_behavior="ignore"
             ),
         ).combine_chunks()
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
+    table = table.take(pa.array(np.arange(table.num_rows - 1, -1, -1)))  # newest first
     core = [table.column(c).chunk(0) for c in ("probabilidade", "pv_previsto", "latencia_ms")]
     valid_mask = pc.and_(pc.and_(core[0].is_valid(), core[1].is_valid()), core[2].is_valid())
-    valid = np.asarray(valid_mask.to_numpy(zero_copy_only=False), dtype=bool)
+    valid = _bools(valid_mask)
     table = table.filter(valid_mask)
     features = table.column("features").chunk(0) if table.num_rows else None
     key = pc.binary_join_element_wise(
@@ -200,9 +224,7 @@ def _parse_fast(data: bytes, feature_names: tuple[str, ...]) -> tuple[_Rows, int
             key=_strings(key),
             ts=table.column("ts").combine_chunks(),
             scores=_floats(table.column("probabilidade").combine_chunks()),
-            predicted=np.asarray(
-                table.column("pv_previsto").to_numpy(zero_copy_only=False), dtype=bool
-            ),
+            predicted=_bools(table.column("pv_previsto")),
             features=columns,
             line=np.flatnonzero(valid),
         ),
@@ -216,8 +238,16 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, int | float) else np.nan
 
 
-def _parse_slow(lines: list[bytes], feature_names: tuple[str, ...]) -> tuple[_Rows, int]:
+def _lines(block: bytes) -> list[bytes]:
+    """The block's non-blank lines, newest first."""
+    lines = [line for line in block.split(b"\n") if line.strip()]
+    lines.reverse()
+    return lines
+
+
+def _parse_slow(block: bytes, feature_names: tuple[str, ...]) -> tuple[_Rows, int]:
     """Line by line with the log's own parser: only the malformed lines are lost."""
+    lines = _lines(block)
     records, positions = [], []
     for position, line in enumerate(lines):
         record = parse_record(line)
@@ -246,22 +276,6 @@ def _parse_slow(lines: list[bytes], feature_names: tuple[str, ...]) -> tuple[_Ro
         ),
         len(lines) - len(records),
     )
-
-
-def _batches(path: Path) -> Iterator[list[bytes]]:
-    """Non-empty lines, newest first, in batches of about BATCH_BYTES."""
-    batch: list[bytes] = []
-    size = 0
-    for lines in lines_newest_first(path):
-        for line in lines:
-            if line.strip():
-                batch.append(line)
-                size += len(line) + 1
-        if size >= BATCH_BYTES:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
 
 
 class _Groups:
@@ -313,14 +327,15 @@ def read_window(
     groups = _Groups(feature_names)
     taken = 0
     oldest: _Rows | None = None
-    for lines in _batches(path):
-        fast = _parse_fast(b"\n".join(lines), feature_names)
-        rows, _ = fast if fast is not None else _parse_slow(lines, feature_names)
+    for block in blocks_newest_first(path):
+        fast = _parse_fast(block, feature_names)
+        rows, invalid = fast if fast is not None else _parse_slow(block, feature_names)
+        total = len(rows) + invalid  # non-blank lines of the block
         keep = len(rows)
         if since is not None and (older := rows.first_older_than(since)) is not None:
             keep = older  # the log is in time order: everything after is older still
         keep = min(keep, limit - taken)
-        consumed = rows.lines_before(keep, len(lines))
+        consumed = rows.lines_before(keep, total)
         window.scanned_lines += consumed
         window.invalid_lines += consumed - keep
         taken += keep

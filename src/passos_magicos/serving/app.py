@@ -15,15 +15,27 @@ from fastapi.middleware.cors import CORSMiddleware
 from passos_magicos import __version__
 from passos_magicos.alerts.history import AlertHistory
 from passos_magicos.alerts.slack import SlackSender
+from passos_magicos.feature_store.history import OfflineHistory
 from passos_magicos.feature_store.online import CachedOnlineFeatures, OnlineStore
 from passos_magicos.serving import errors
 from passos_magicos.serving.deps import AppState
 from passos_magicos.serving.metrics import SharedLogMetrics
 from passos_magicos.serving.middleware import RequestContextMiddleware
 from passos_magicos.serving.prediction_log import PredictionLog
-from passos_magicos.serving.routers import admin, alerts, features, health, metrics, model, predict
+from passos_magicos.serving.routers import (
+    admin,
+    alerts,
+    features,
+    health,
+    metrics,
+    model,
+    monitoring,
+    predict,
+    students,
+)
 from passos_magicos.serving.runtime import ModelRuntime
 from passos_magicos.serving.security import ADMIN_TOKEN_HEADER, API_TOKEN_HEADER
+from passos_magicos.serving.versions import RegistryReader
 from passos_magicos.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -34,8 +46,9 @@ API de previsão do **Ponto de Virada** (PV) da Associação Passos Mágicos.
 A partir do registro de um aluno no ciclo *t* da PEDE, estima a probabilidade de ele atingir o
 PV no ciclo seguinte (*t+1*) e mostra os fatores que mais pesaram.
 
-- Endpoints de previsão exigem um token de API (`Authorization: Bearer <token>` ou
-  `X-API-Token`); sem `API_TOKENS` configurado eles ficam desabilitados.
+- Endpoints de previsão, histórico de alunos, monitoramento e versões do modelo exigem um
+  token de API (`Authorization: Bearer <token>` ou `X-API-Token`); sem `API_TOKENS`
+  configurado eles ficam desabilitados.
 - Administração e envio de alertas exigem `X-Admin-Token`.
 - Toda previsão é registrada em `logs/predictions.jsonl` (sem nomes: só o id do arquivo).
 """
@@ -45,7 +58,9 @@ TAGS = [
     {"name": "saúde", "description": "Sondas de liveness e readiness"},
     {"name": "modelo", "description": "O modelo em uso e suas métricas"},
     {"name": "features", "description": "Feature store online"},
+    {"name": "alunos", "description": "Histórico de cada aluno em todos os ciclos"},
     {"name": "métricas", "description": "Métricas de serving a partir do log compartilhado"},
+    {"name": "monitoramento", "description": "Execuções do job de monitoramento (drift)"},
     {"name": "alertas", "description": "Monitoramento e alertas no Slack"},
     {"name": "administração", "description": "Recarga do modelo"},
 ]
@@ -66,6 +81,8 @@ def build_state(settings: Settings) -> AppState:
         metrics=SharedLogMetrics(settings.PREDICTION_LOG_PATH, settings.PERFORMANCE_WINDOW),
         alerts=AlertHistory(settings.monitoring_store_url),
         slack=SlackSender.from_settings(settings),
+        history=OfflineHistory(settings.offline_store_dir),
+        registry=RegistryReader(settings),
     )
 
 
@@ -117,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, errors.validation_error)
     app.add_exception_handler(HTTPException, errors.http_error)
     app.add_exception_handler(Exception, errors.internal_error)
-    for router in (health, model, predict, features, metrics, admin, alerts):
+    routers = (health, model, predict, students, features, metrics, monitoring, admin, alerts)
+    for router in routers:
         app.include_router(router.router)
     return app

@@ -10,10 +10,12 @@ from fastapi import Depends, HTTPException, Request, status
 
 from passos_magicos.alerts.history import AlertHistory
 from passos_magicos.alerts.slack import SlackSender
+from passos_magicos.feature_store.history import OfflineHistory
 from passos_magicos.feature_store.online import CachedOnlineFeatures, OnlineStore
 from passos_magicos.serving.metrics import SharedLogMetrics
 from passos_magicos.serving.prediction_log import PredictionLog
 from passos_magicos.serving.runtime import LoadedModel, ModelRuntime
+from passos_magicos.serving.versions import RegistryReader
 from passos_magicos.settings import Settings
 
 
@@ -27,6 +29,8 @@ class AppState:
     metrics: SharedLogMetrics
     alerts: AlertHistory
     slack: SlackSender
+    history: OfflineHistory  # every cycle of every student (offline store), for the dashboard
+    registry: RegistryReader  # the registry's versions (bounded, cached, never blocking)
     started_at: float = field(default_factory=time.time)
 
 

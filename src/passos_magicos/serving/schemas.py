@@ -164,8 +164,21 @@ class PrevisaoLote(BaseModel):
     invalidos: list[ErroDeLinha]
 
 
+class PerfilAluno(BaseModel):
+    """Contexto do aluno no ciclo das features (nulo quando não informado)."""
+
+    fase: int | None = Field(description="Fase no ciclo das features (0 = ALFA)")
+    turma: str | None
+    pedra: str | None = Field(description="Quartzo, Ágata, Ametista ou Topázio")
+    genero: str | None
+
+
+class PrevisaoDeAluno(Previsao):
+    perfil: PerfilAluno = Field(description="Fase, turma, pedra e gênero, para filtrar")
+
+
 class PrevisaoAlunos(BaseModel):
     request_id: str
-    previsoes: list[Previsao]
+    previsoes: list[PrevisaoDeAluno]
     desconhecidos: list[str]
     ambiguos: dict[str, list[str]]

@@ -115,7 +115,7 @@ def publish_to_mlflow(
             **{
                 f"metric.{k}": f"{v:.6f}"
                 for k, v in flat_metrics(outcome).items()
-                if k in registry.SUMMARY_METRICS
+                if registry.is_summary_metric(k)
             },
             **verdict.tags(),
         }

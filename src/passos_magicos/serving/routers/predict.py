@@ -179,6 +179,17 @@ def _student(state: AppState, key: str) -> StudentFeatures:
         ) from exc
 
 
+def _profile(student: StudentFeatures) -> dict[str, Any]:
+    """What the dashboard filters on, from the same snapshot as the features."""
+    fase, pedra = student.features.get("fase"), student.features.get("pedra")
+    return {
+        "fase": int(fase) if isinstance(fase, int | float) else None,
+        "turma": student.turma,
+        "pedra": pedra if isinstance(pedra, str) else None,
+        "genero": student.genero,
+    }
+
+
 @router.get(
     "/predict/aluno/{aluno_id}",
     response_model=Previsao,
@@ -220,7 +231,8 @@ async def predict_student(
     summary="Previsões para vários alunos do feature store",
     description="`aluno_ids=1,2,RA-3` (até ALUNOS_LIMIT ids; ids desconhecidos e ambíguos são "
     "listados sem derrubar os outros). Sem `aluno_ids`: todos os alunos do feature store, do "
-    "mais provável ao menos provável de atingir o PV.",
+    "mais provável ao menos provável de atingir o PV. Cada previsão traz o `perfil` do aluno "
+    "(fase, turma, pedra, gênero) para filtrar sem outra chamada.",
     responses={**AUTH_ERRORS, 413: {"description": "Ids demais"}},
 )
 async def predict_students(
@@ -276,6 +288,8 @@ async def predict_students(
         if students
         else []
     )
+    for body, student in zip(bodies, students, strict=True):
+        body["perfil"] = _profile(student)
     if aluno_ids is None:
         bodies.sort(key=lambda b: (-b["probabilidade_pv"], b["aluno_id"]))
     return FastJSON(
