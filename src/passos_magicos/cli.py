@@ -408,10 +408,12 @@ def dashboard(
     port: Annotated[int | None, typer.Option(help="Padrão: DASHBOARD_PORT (8501).")] = None,
 ) -> None:
     """Sobe o dashboard Streamlit da equipe pedagógica (lê tudo pela API em API_URL)."""
+    # Loaded before the server starts, so that the first visitor does not wait for them (the
+    # pages themselves need Streamlit's runtime, which only exists once the server runs).
+    import pandas  # noqa: F401
     from streamlit.web import bootstrap
 
-    # Loaded before the server starts, so that the first visitor does not wait for the imports.
-    import passos_magicos.dashboard.pages  # noqa: F401
+    import passos_magicos.dashboard.client  # noqa: F401
 
     settings = _settings()
     app_path = Path(__file__).resolve().parent / "dashboard" / "app.py"

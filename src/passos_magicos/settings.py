@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     DASHBOARD_URL: str | None = "http://localhost:8501"  # linked from Slack alerts
     DASHBOARD_HOST: str = "127.0.0.1"
     DASHBOARD_PORT: int = Field(default=8501, ge=1, le=65535)
+    DASHBOARD_API_TIMEOUT: float = Field(default=15.0, gt=0)  # then: "a API demorou…" and retry
 
     # Slack alerts.
     SLACK_WEBHOOK_URL: SecretStr | None = None

@@ -119,9 +119,12 @@ def dashboard_url(live_api: LiveApi, tmp_path_factory: pytest.TempPathFactory) -
     process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """System Chromium driven by Playwright (never `playwright install`)."""
+    """System Chromium driven by Playwright (never `playwright install`).
+
+    Module scope: Playwright's sync API keeps an event loop running in the main thread while
+    it is open, and later tests that call `asyncio.run` must not find it there."""
     import os
 
     if not CHROMIUM.exists():

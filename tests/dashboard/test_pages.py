@@ -83,3 +83,21 @@ def test_api_down_is_a_friendly_message_with_retry(
     assert not at.exception
     assert "Não foi possível falar com a API" in at.error[0].value
     assert [b.label for b in at.button] == ["Tentar de novo"]
+
+
+def test_slow_api_is_a_friendly_message_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts connections and never answers: the page says the API is slow."""
+    import socket
+
+    with socket.socket() as hanging:
+        hanging.bind(("127.0.0.1", 0))
+        hanging.listen(8)
+        monkeypatch.setenv("API_URL", f"http://127.0.0.1:{hanging.getsockname()[1]}")
+        monkeypatch.setenv("API_TOKEN", "qualquer")
+        monkeypatch.setenv("DASHBOARD_API_TIMEOUT", "1")
+        at = _app()
+        at.query_params["pagina"] = "visao-geral"
+        at.run()
+    assert not at.exception
+    assert "demorou mais de 1 s" in at.error[0].value
+    assert [b.label for b in at.button] == ["Tentar de novo"]

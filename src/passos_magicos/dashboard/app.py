@@ -7,7 +7,6 @@ It reads everything through the API; API down or slow → a friendly message and
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +33,7 @@ def client() -> ApiClient:
     from passos_magicos.settings import Settings
 
     settings = Settings()
-    timeout = float(os.environ.get("DASHBOARD_API_TIMEOUT", "15"))
-    return ApiClient(settings.API_URL, settings.api_client_token, timeout)
+    return ApiClient(settings.API_URL, settings.api_client_token, settings.DASHBOARD_API_TIMEOUT)
 
 
 def main() -> None:
