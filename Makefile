@@ -74,11 +74,21 @@ bench: setup ## Benchmarks: treino, modelos, serving (wrk), monitoramento (+ Evi
 	$(PY) benchmarks/bench_monitoring.py
 	$(PY) benchmarks/bench_dashboard.py
 
-docker-up: ## Stack Docker Compose (ainda não disponível nesta versão)
-	@echo "erro: docker-compose.yml ainda não faz parte desta versão (issue #6)" >&2; exit 1
+# `docker compose` (the v2 plugin), never the old `docker-compose`: the file uses
+# `depends_on: condition: service_completed_successfully`, which only v2 understands.
+COMPOSE_CHECK = docker compose version >/dev/null 2>&1 || { \
+	echo "erro: 'docker compose' (plugin Compose v2 do Docker) não encontrado; instale-o" \
+		"(pacote docker-compose-plugin) e tente de novo" >&2; exit 1; }
 
-docker-down: ## Derruba a stack Docker Compose (ainda não disponível nesta versão)
-	@echo "erro: docker-compose.yml ainda não faz parte desta versão (issue #6)" >&2; exit 1
+docker-up: ## Stack Docker Compose: PostgreSQL, S3, MLflow :5000, treino, API :8000, dashboard :8501
+	@$(COMPOSE_CHECK)
+	docker compose up -d --build
+	@echo "API: http://localhost:8000/docs  Dashboard: http://localhost:8501  MLflow: http://localhost:5000"
+	@echo "token da API: API_TOKENS do .env (sem .env: dev-only-api-token, só para desenvolvimento)"
+
+docker-down: ## Derruba a stack Docker Compose (mantém os volumes; apague-os com docker compose down -v)
+	@$(COMPOSE_CHECK)
+	docker compose down
 
 clean: ## Apaga artefatos locais (data/, models/, mlruns/)
 	rm -rf data models mlruns

@@ -444,6 +444,109 @@ def run(data: DataOption = None) -> None:
     raise typer.Exit(code)
 
 
+# ---------------------------------------------------------------------------------------------
+# gitops: the manifest edits of the GitOps pull requests (cd.yml, deploy-model.yml)
+
+gitops_app = typer.Typer(
+    help="Edita os manifestos do Kubernetes no lugar (tag das imagens, anotações do rollout), "
+    "preservando comentários e formatação: usado pelos PRs GitOps.",
+    no_args_is_help=True,
+)
+app.add_typer(gitops_app, name="gitops")
+
+ManifestDirOption = Annotated[
+    Path, typer.Option("--dir", help="Pasta dos manifestos (todos os .yaml/.yml, recursivo).")
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Mostra o diff unificado sem gravar nada.")
+]
+DeploymentOption = Annotated[str, typer.Option("--deployment", help="Deployment da API.")]
+
+
+@contextmanager
+def _gitops_errors() -> Iterator[None]:
+    from passos_magicos.gitops import EditCheckError, GitOpsError
+
+    try:
+        yield
+    except EditCheckError as exc:  # a bug of ours, not of the manifests: nothing was written
+        raise _fail(str(exc), 1) from None
+    except GitOpsError as exc:
+        raise _fail(str(exc), EXIT_DATA) from None
+
+
+def _gitops_report(output: str, dry_run: bool) -> None:
+    typer.echo(output, nl=False)
+    if dry_run:
+        typer.echo("dry-run: nenhum arquivo foi gravado", err=True)
+
+
+@gitops_app.command("set-image")
+def gitops_set_image(
+    tag: Annotated[str, typer.Option("--tag", help="Tag nova das imagens (ex.: v1.2.0).")],
+    directory: ManifestDirOption = Path("k8s"),
+    images: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--image",
+            help="Imagem a atualizar (nome base ou repositório completo); repita. "
+            "Padrão: passos-magicos-api, -jobs e -dashboard (cada uma precisa existir).",
+        ),
+    ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry", help="Move as imagens para este prefixo (ex.: docker.io/passosmagicos)."
+        ),
+    ] = None,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Troca a tag de toda imagem nossa nos contêineres e initContainers (Deployments,
+    CronJobs, arquivos com vários documentos)."""
+    from passos_magicos import gitops
+
+    names = images or list(gitops.IMAGE_NAMES)
+    with _gitops_errors():
+        output = gitops.set_image(directory, tag, names, registry).apply(dry_run)
+    _gitops_report(output, dry_run)
+
+
+@gitops_app.command("bump-reload")
+def gitops_bump_reload(
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Data/hora ISO 8601 (padrão: agora, UTC; sem fuso = UTC)."),
+    ] = None,
+    directory: ManifestDirOption = Path("k8s"),
+    deployment: DeploymentOption = "passos-magicos-api",
+    dry_run: DryRunOption = False,
+) -> None:
+    """Grava mlops.passos-magicos/reload-at no template de pods da API: o Kubernetes refaz os
+    pods (rollout) e eles carregam o modelo do alias."""
+    from passos_magicos import gitops
+
+    with _gitops_errors():
+        moment = gitops.parse_moment(at) if at is not None else None
+        output = gitops.bump_reload(directory, moment, deployment).apply(dry_run)
+    _gitops_report(output, dry_run)
+
+
+@gitops_app.command("set-model-version")
+def gitops_set_model_version(
+    version: Annotated[str, typer.Option("--version", help="Versão do modelo no registro.")],
+    directory: ManifestDirOption = Path("k8s"),
+    deployment: DeploymentOption = "passos-magicos-api",
+    dry_run: DryRunOption = False,
+) -> None:
+    """Registra mlops.passos-magicos/model-version (a versão servida) no template de pods da
+    API."""
+    from passos_magicos import gitops
+
+    with _gitops_errors():
+        output = gitops.set_model_version(directory, version, deployment).apply(dry_run)
+    _gitops_report(output, dry_run)
+
+
 def main() -> None:  # pragma: no cover - console script entry
     app(prog_name="passos-magicos")
 
