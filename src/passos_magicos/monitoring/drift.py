@@ -208,7 +208,3 @@ def compare(
         rate.drift = rate.p_valor < per_test and rate.cohen_h >= MIN_COHEN_H
         result.taxa_positiva = rate
     return result
-
-
-def missing_features(profile: dict[str, Any], columns: dict[str, Any]) -> list[str]:
-    return [name for name in profile["features"] if name not in columns]
