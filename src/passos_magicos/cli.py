@@ -42,6 +42,7 @@ DataOption = Annotated[
 
 
 class ModelChoice(StrEnum):
+    compact_logistic = "compact_logistic"
     random_forest = "random_forest"
     logistic_regression = "logistic_regression"
     hist_gradient_boosting = "hist_gradient_boosting"
@@ -148,7 +149,7 @@ def data_validate(
 
     settings = _settings()
     with _user_errors():
-        dataset = load_dataset(_data_uris(settings, data))
+        dataset = load_dataset(_data_uris(settings, data), settings.PV_DERIVED_LABELS)
     if as_json:
         typer.echo(dump_json(dataset.validation_report()))
         return
@@ -171,7 +172,8 @@ def train(
     model: Annotated[ModelChoice | None, typer.Option(help="Modelo (padrão: TRAIN_MODEL).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Resumo final em JSON.")] = False,
 ) -> None:
-    """Treina, avalia (fora do tempo e CV por aluno), registra e aplica o portão de qualidade."""
+    """Treina em todas as transições rotuladas, faz o backtest por ano (origem móvel), registra e
+    aplica o portão de qualidade."""
     from passos_magicos.training.outcome import describe, dump_json
     from passos_magicos.training.train import run_training
 
@@ -189,6 +191,33 @@ def train(
         f"portão {'aprovado' if summary['aprovado'] is not False else 'reprovado'}; "
         f"tempo total {sum(outcome.timings.values()):.1f} s"
     )
+
+
+@app.command()
+def backtest(
+    data: DataOption = None,
+    model: Annotated[ModelChoice | None, typer.Option(help="Modelo (padrão: TRAIN_MODEL).")] = None,
+    replicates: Annotated[
+        int | None,
+        typer.Option(min=100, help="Réplicas do bootstrap (padrão: BACKTEST_REPLICATES)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Tabela completa em JSON.")] = False,
+) -> None:
+    """Backtest de origem móvel: para cada ano, ajusta só no passado e avalia nele, ao lado
+    das referências (INDE_t, IPV_t, regressão logística simples), com intervalos de 95%."""
+    from passos_magicos.training.outcome import dump_json
+    from passos_magicos.training.report import backtest_text, newest_year_statement
+    from passos_magicos.training.train import backtest_only
+
+    settings = _settings()
+    with _user_errors():
+        result, _ = backtest_only(
+            settings, _data_uris(settings, data), model.value if model else None, replicates
+        )
+    if as_json:
+        typer.echo(dump_json(result.as_dict() | {"resumo": newest_year_statement(result)}))
+        return
+    typer.echo(backtest_text(result))
 
 
 @app.command()
@@ -326,7 +355,7 @@ def materialize(data: DataOption = None) -> None:
 
     settings = _settings()
     with _user_errors():
-        dataset = load_dataset(_data_uris(settings, data))
+        dataset = load_dataset(_data_uris(settings, data), settings.PV_DERIVED_LABELS)
         table = store_offline(settings, dataset)
         meta = materialize_online(settings, table, dataset.digest)
     typer.echo(

@@ -29,6 +29,7 @@ MODEL_INPUTS: Final = (*CURRENT_NUMERIC, *PREVIOUS_NUMERIC, *CATEGORICAL)
 NUMERIC_INPUTS: Final = (*CURRENT_NUMERIC, *PREVIOUS_NUMERIC)
 
 LABEL: Final = "pv_proximo"
+LABEL_ORIGIN: Final = "pv_proximo_origem"  # `oficial` or `derivado` (the IPV rule)
 KEY_COLUMNS: Final = ("aluno_id", "ano")
 # Columns that describe cycle t+1: never allowed among the features.
 FUTURE_SUFFIXES: Final = ("_proximo", "_alvo", "_seguinte", "_t1")
@@ -80,6 +81,21 @@ class TransitionSet:
     def __len__(self) -> int:
         return len(self.frame)
 
+    def subset(self, mask: np.ndarray) -> TransitionSet:
+        return TransitionSet(self.frame[mask].reset_index(drop=True), self.features)
+
+    def before(self, year: int) -> TransitionSet:
+        """Transitions whose label year is earlier than `year` (what was known before it)."""
+        return self.subset((self.frame["ano_alvo"] < year).to_numpy())
+
+    def in_year(self, year: int) -> TransitionSet:
+        return self.subset((self.frame["ano_alvo"] == year).to_numpy())
+
+    def label_origins(self) -> dict[str, int]:
+        """How many labels are official and how many derived by the IPV rule."""
+        counts = self.frame[LABEL_ORIGIN].fillna("desconhecida").value_counts()
+        return {str(k): int(v) for k, v in counts.items()}
+
 
 def build_transitions(
     table: pd.DataFrame,
@@ -88,8 +104,15 @@ def build_transitions(
 ) -> TransitionSet:
     """Pair each student's cycle t with the PV of cycle t+horizon (same dataset id)."""
     inputs = model_frame(table)
-    target = table[["aluno_id", "ano", "pv", "ipv", "inde"]].copy()
-    target = target.rename(columns={"pv": LABEL, "ipv": "ipv_proximo", "inde": "inde_proximo"})
+    target = table[["aluno_id", "ano", "pv", "pv_origem", "ipv", "inde"]].copy()
+    target = target.rename(
+        columns={
+            "pv": LABEL,
+            "pv_origem": LABEL_ORIGIN,
+            "ipv": "ipv_proximo",
+            "inde": "inde_proximo",
+        }
+    )
     target["ano_alvo"] = target["ano"]
     target["ano"] = target["ano"] - horizon
     frame = inputs.merge(target, on=list(KEY_COLUMNS), how="inner", validate="one_to_one")
@@ -125,7 +148,11 @@ def check_leakage(transitions: TransitionSet, auc_limit: float) -> dict[str, flo
 
     Returns each feature's single-feature ROC-AUC (for the run log) when nothing is wrong.
     """
-    future = [f for f in transitions.features if f == LABEL or f.endswith(FUTURE_SUFFIXES)]
+    future = [
+        f
+        for f in transitions.features
+        if f in (LABEL, LABEL_ORIGIN) or f.endswith(FUTURE_SUFFIXES) or "_proximo" in f
+    ]
     if future:
         raise LeakageError(
             "vazamento de informação: colunas do ciclo t+1 entre as features: "

@@ -87,7 +87,7 @@ def predict_file(
     settings: Settings, data_uris: Sequence[str], output: str, model_uri: str | None = None
 ) -> tuple[pd.DataFrame, ResolvedModel, Dataset]:
     resolved = resolve_model(settings, model_uri)
-    dataset = load_dataset(data_uris)
+    dataset = load_dataset(data_uris, settings.PV_DERIVED_LABELS)
     classifier, _ = load_classifier(resolved.uri)
     scored = score(dataset, classifier, resolved.version)
     write_csv(scored, output)

@@ -167,6 +167,9 @@ class GateCandidate:
     evaluation_key: str  # same key = same data and protocol
     test_year: int | None
     rescore: Callable[[str], float] | None = None  # model URI → metric on this evaluation
+    # Paired verdict against INDE_t alone on the test year ("supera" / "empata" / "perde").
+    inde_verdict: str | None = None
+    inde_difference: str | None = None  # e.g. "-0.009 (IC 95% -0.033 a +0.017)"
 
 
 @dataclass
@@ -203,10 +206,11 @@ class GateVerdict:
         return tags
 
 
-def evaluate_gate(
-    client: MlflowClient, settings: Settings, candidate: GateCandidate
-) -> GateVerdict:
-    """Absolute floor, then no worse than @production on the same evaluation (± tolerance)."""
+BACKTEST_TAG: Final = "bt.{year}.roc_auc"  # a version's backtest ROC-AUC on one test year
+
+
+def absolute_checks(settings: Settings, candidate: GateCandidate) -> GateVerdict:
+    """The checks that need no other version: the floor, and not losing to INDE_t alone."""
     verdict = GateVerdict(
         passed=True,
         metric=candidate.metric,
@@ -214,15 +218,37 @@ def evaluate_gate(
         floor=settings.GATE_MIN_ROC_AUC,
         tolerance=settings.GATE_TOLERANCE,
     )
+    where = f" em {candidate.test_year - 1}→{candidate.test_year}" if candidate.test_year else ""
     if candidate.value < settings.GATE_MIN_ROC_AUC:
         verdict.passed = False
         verdict.reasons.append(
-            f"{candidate.metric} {candidate.value:.3f} abaixo do piso {settings.GATE_MIN_ROC_AUC}"
+            f"{candidate.metric}{where} {candidate.value:.3f} abaixo do piso "
+            f"{settings.GATE_MIN_ROC_AUC}"
         )
     else:
         verdict.reasons.append(
-            f"{candidate.metric} {candidate.value:.3f} ≥ piso {settings.GATE_MIN_ROC_AUC}"
+            f"{candidate.metric}{where} {candidate.value:.3f} ≥ piso {settings.GATE_MIN_ROC_AUC}"
         )
+    if candidate.inde_verdict == "perde":
+        verdict.passed = False
+        verdict.reasons.append(
+            f"perde para o INDE_t sozinho{where} (diferença {candidate.inde_difference})"
+        )
+    elif candidate.inde_verdict is not None:
+        verdict.reasons.append(
+            f"{'supera' if candidate.inde_verdict == 'supera' else 'empata com'} o INDE_t "
+            f"sozinho{where} (diferença {candidate.inde_difference})"
+        )
+    return verdict
+
+
+def evaluate_gate(
+    client: MlflowClient, settings: Settings, candidate: GateCandidate
+) -> GateVerdict:
+    """Floor and INDE_t on the newest backtest year, then no worse than @production on the same
+    year (± tolerance): production re-scored there when it never saw that year, else its own
+    backtest figure for it."""
+    verdict = absolute_checks(settings, candidate)
 
     name = settings.MLFLOW_MODEL_NAME
     production = version_for_alias(client, name, PRODUCTION)
@@ -240,6 +266,13 @@ def evaluate_gate(
         # Production never saw the candidate's test cycle: score it there, out of time too.
         verdict.production_value = candidate.rescore(model_uri(name, version=production))
         verdict.comparison = "reavaliada_no_mesmo_teste"
+    elif candidate.test_year is not None and BACKTEST_TAG.format(year=candidate.test_year) in tags:
+        verdict.production_value = float(tags[BACKTEST_TAG.format(year=candidate.test_year)])
+        verdict.comparison = (
+            "backtest_mesmo_ano_mesmos_dados"
+            if tags.get("eval.key") == candidate.evaluation_key
+            else "backtest_mesmo_ano"
+        )
     elif tags.get("eval.key") == candidate.evaluation_key and "eval.value" in tags:
         verdict.production_value = float(tags["eval.value"])
         verdict.comparison = "mesma_avaliacao"

@@ -14,10 +14,12 @@ from typing import Any, Final
 
 import pandas as pd
 
+from passos_magicos.data.labels import RuleYear, apply_pv_rule
 from passos_magicos.data.readers import ParsedFile, parse_file
 from passos_magicos.data.schema import (
     INDICATORS,
     MAX_FASE_PV,
+    PV_DERIVADO,
     DataFormatError,
     conform,
     empty_canonical,
@@ -55,6 +57,8 @@ class LoadReport:
     notes: list[str] = field(default_factory=list)
     rows_by_year: dict[int, int] = field(default_factory=dict)
     pv_by_year: dict[int, dict[str, int]] = field(default_factory=dict)
+    pv_rule: list[RuleYear] = field(default_factory=list)
+    derived_labels: bool = True
 
     def dropped_by_reason(self) -> dict[str, int]:
         totals: Counter[str] = Counter()
@@ -71,10 +75,12 @@ class LoadReport:
         lines = [f"arquivo {f.name}: {f.kind}, {f.rows} registros lidos" for f in self.files]
         for year, count in sorted(self.rows_by_year.items()):
             pv = self.pv_by_year[year]
+            origin = f" (derivados pela regra do IPV: {pv['derivado']})" if pv["derivado"] else ""
             lines.append(
                 f"ano {year}: {count} alunos utilizáveis; PV sim {pv['sim']}, não {pv['nao']}, "
-                f"sem rótulo {pv['sem_rotulo']}"
+                f"sem rótulo {pv['sem_rotulo']}{origin}"
             )
+        lines += [_describe_rule(rule) for rule in self.pv_rule if rule.limiar is not None]
         for (reason, year), count in sorted(self.dropped.items(), key=lambda kv: kv[0][::-1]):
             lines.append(f"descartados {year}: {count} — {DROP_REASONS[reason]}")
         lines += [f"nota: {note}" for note in self.notes]
@@ -105,6 +111,11 @@ class Dataset:
             "arquivos": [asdict(f) for f in report.files],
             "linhas_por_ano": report.rows_by_year,
             "pv_por_ano": report.pv_by_year,
+            "regra_pv": {
+                "descricao": "PV = IPV ≥ média + 1 DP (ddof=1) do IPV dos avaliados no ciclo",
+                "rotulos_derivados": report.derived_labels,
+                "por_ano": [rule.as_dict() for rule in report.pv_rule],
+            },
             "descartes": [
                 {"motivo": reason, "descricao": DROP_REASONS[reason], "ano": year, "linhas": n}
                 for (reason, year), n in sorted(report.dropped.items())
@@ -115,15 +126,24 @@ class Dataset:
         }
 
 
-def load_dataset(uris: Sequence[str]) -> Dataset:
+def _describe_rule(rule: RuleYear) -> str:
+    line = f"regra do PV {rule.ano}: limiar de IPV {rule.limiar:.3f} ({rule.avaliados} avaliados"
+    if rule.oficiais:
+        line += f"; reproduz {rule.concordam} de {rule.concordam + rule.discordam} rótulos oficiais"
+    return line + ")"
+
+
+def load_dataset(uris: Sequence[str], derive_labels: bool = True) -> Dataset:
+    """Read and validate the files; `derive_labels` fills missing PV labels by the IPV rule
+    (PV_DERIVED_LABELS), always marked `derivado`."""
     if not uris:
         raise DataFormatError("nenhum arquivo de dados informado")
     files = [read_source(uri) for uri in uris]
-    return build_dataset(files)
+    return build_dataset(files, derive_labels)
 
 
-def build_dataset(files: Sequence[SourceFile]) -> Dataset:
-    report = LoadReport()
+def build_dataset(files: Sequence[SourceFile], derive_labels: bool = True) -> Dataset:
+    report = LoadReport(derived_labels=derive_labels)
     frames: list[pd.DataFrame] = []
     for file in files:
         for parsed in parse_file(file):
@@ -136,6 +156,7 @@ def build_dataset(files: Sequence[SourceFile]) -> Dataset:
     table = _link_csv_to_workbook(table, report)
     table = _merge_duplicates(table, report)
     table = _complete_static_attributes(table)
+    table, report.pv_rule = apply_pv_rule(table, derive_labels)
     table = table.sort_values(["ano", "aluno_id"], kind="stable").reset_index(drop=True)
     if table.empty:
         raise DataFormatError("nenhuma linha utilizável nos arquivos informados")
@@ -232,6 +253,7 @@ def _summarise(table: pd.DataFrame, report: LoadReport) -> None:
             "sim": int((pv == True).sum()),  # noqa: E712 - nullable boolean
             "nao": int((pv == False).sum()),  # noqa: E712
             "sem_rotulo": int(pv.isna().sum()),
+            "derivado": int((group["pv_origem"] == PV_DERIVADO).sum()),
         }
 
 

@@ -348,6 +348,9 @@ def _wide_year(frame: pd.DataFrame, year: int, fase_column: str) -> pd.DataFrame
             "inde": parse_indicator(col("INDE")),
             "pv": parse_pv(col("PONTO_VIRADA")),
             "defasagem": parse_number(col("DEFASAGEM")).astype("Int64"),
+            "nota_mat": parse_indicator(col("NOTA_MAT")),
+            "nota_por": parse_indicator(col("NOTA_PORT")),
+            "nota_ing": parse_indicator(col("NOTA_ING")),
             "ranking_geral": parse_number(col("CG")).astype("Int64"),
         }
     )
@@ -421,6 +424,9 @@ def parse_sheet(frame: pd.DataFrame, name: str) -> ParsedFile:
             "inde": parse_indicator(frame[inde_column]),
             "pv": parse_pv(_first(frame, "Atingiu PV")),
             "defasagem": parse_number(_first(frame, "Defasagem", "Defas")).astype("Int64"),
+            "nota_mat": parse_indicator(_first(frame, "Matem", "Mat")),
+            "nota_por": parse_indicator(_first(frame, "Portug", "Por")),
+            "nota_ing": parse_indicator(_first(frame, "Inglês", "Ingles", "Ing")),
             "ranking_geral": parse_number(_first(frame, "Cg")).astype("Int64"),
         }
     )

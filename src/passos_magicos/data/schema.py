@@ -27,6 +27,14 @@ PEDRAS: Final = ("Quartzo", "Ágata", "Ametista", "Topázio")
 GENEROS: Final = ("Feminino", "Masculino")
 TIPOS_INSTITUICAO: Final = ("publica", "privada", "universidade", "outra")
 
+GRADES: Final = ("nota_mat", "nota_por", "nota_ing")
+"""School grades (0-10), recorded from 2022 on; missing in the 2020-2021 cycles."""
+
+PV_OFICIAL: Final = "oficial"
+PV_DERIVADO: Final = "derivado"
+LABEL_ORIGINS: Final = (PV_OFICIAL, PV_DERIVADO)
+"""Where a PV label comes from: the file's own flag, or the PV rule on the cycle's IPV."""
+
 MIN_FASE: Final = 0  # ALFA
 MAX_FASE_PV: Final = 7  # phase 8 (universitários) has no Ponto de Virada assessment
 
@@ -51,7 +59,11 @@ CANONICAL_DTYPES: Final[dict[str, Any]] = {
     "ipv": "Float64",
     "ian": "Float64",
     "defasagem": "Int64",
+    "nota_mat": "Float64",  # school grades 0-10: only from 2022 on (CSV 2022, workbook)
+    "nota_por": "Float64",
+    "nota_ing": "Float64",
     "pv": "boolean",
+    "pv_origem": "string",  # LABEL_ORIGINS: official PV or derived by the IPV rule
     "ranking_geral": "Int64",  # CG of 2022: links the 2020-2022 CSV to the 2022-2024 workbook
     "origem": "string",
 }

@@ -24,6 +24,7 @@ from passos_magicos.features import CURRENT_NUMERIC, HISTORY_FIELDS, MODEL_INPUT
 from passos_magicos.training.models import (
     MISSING_FLAGGED,
     NUMERIC_COLUMNS,
+    TRANSFORMED_FEATURES,
     PontoViradaClassifier,
 )
 from passos_magicos.training.packaging import conform_inputs
@@ -206,7 +207,14 @@ def compile_classifier(classifier: PontoViradaClassifier) -> CompiledModel:
     model = steps["model"]
     linear, trees, tree_mode, tree_offset = None, None, "mean", 0.0
     if isinstance(model, LogisticRegression):
-        linear = (np.asarray(model.coef_[0], dtype=np.float64), float(model.intercept_[0]))
+        weights = np.asarray(model.coef_[0], dtype=np.float64)
+        if "select" in steps:  # a model on some of the columns: the others weigh zero
+            full = np.zeros(len(TRANSFORMED_FEATURES))
+            full[steps["select"].indices] = weights
+            weights = full
+        linear = (weights, float(model.intercept_[0]))
+    elif "select" in steps:
+        raise CompilationError("seleção de colunas só é compilada para modelos lineares")
     elif isinstance(model, RandomForestClassifier):
         trees = _flatten([_sklearn_tree(t.tree_) for t in model.estimators_], float32_inputs=True)
     elif isinstance(model, HistGradientBoostingClassifier):

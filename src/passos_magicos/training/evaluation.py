@@ -20,12 +20,9 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
-    average_precision_score,
-    brier_score_loss,
     f1_score,
     precision_score,
     recall_score,
-    roc_auc_score,
 )
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -34,8 +31,8 @@ from sklearn.utils.parallel import Parallel, delayed
 
 from passos_magicos.data.schema import INDICATORS
 from passos_magicos.features import TransitionSet
+from passos_magicos.performance import DEFAULT_REPLICATES, Comparison, ScoredSet, point_metrics
 from passos_magicos.training.models import (
-    MODEL_KINDS,
     PontoViradaClassifier,
     apply_calibrator,
     build_estimator,
@@ -43,11 +40,10 @@ from passos_magicos.training.models import (
 )
 
 BASELINES: Final = {
+    "inde_t": "INDE_t sozinho",
     "ipv_t": "IPV_t sozinho",
-    "pv_t": "PV_t sozinho",
     "logistica_simples": "regressão logística simples (8 indicadores + PV_t)",
 }
-TOP_SHARES: Final = (0.15, 0.25)
 FOLD_JOBS: Final = min(2, os.cpu_count() or 1)
 
 
@@ -66,14 +62,19 @@ class Evaluation:
     y_score: np.ndarray = field(repr=False)
     baseline_scores: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     test_year: int | None = None
+    scored: ScoredSet | None = field(repr=False, default=None)
 
-    @property
-    def beats_baselines(self) -> dict[str, bool]:
-        """Whether the model's ROC-AUC is above each baseline's, under this protocol."""
-        return {
-            name: self.model["roc_auc"] > metrics["roc_auc"]
-            for name, metrics in self.baselines.items()
-        }
+    def paired(self, replicates: int = DEFAULT_REPLICATES, seed: int = 0) -> ScoredSet:
+        """Model and baselines on the same students, for intervals and paired differences."""
+        if self.scored is None:
+            scores = {"modelo": self.y_score, **self.baseline_scores}
+            self.scored = ScoredSet(self.y_true, scores, replicates, seed)
+        return self.scored
+
+    def verdicts(self, metric: str = "roc_auc") -> dict[str, Comparison]:
+        """Model − baseline with its paired interval: `supera` only when it excludes zero."""
+        scored = self.paired()
+        return {name: scored.compare("modelo", name, metric) for name in self.baselines}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,22 +82,17 @@ class Evaluation:
 
 
 def choose_threshold(y: np.ndarray, scores: np.ndarray) -> float:
-    """Documented rule: the probability cut that maximises F1 on out-of-fold predictions.
+    """Documented rule for `pv_previsto`: the probability cut at which the share of students
+    flagged in the out-of-fold predictions equals the real PV rate of the training cycles.
 
-    F1 balances missing a student who will reach PV against flagging one who will not; ties go
-    to the higher cut (fewer, more confident flags).
+    PV is the top ~15 % of each cycle's IPV by construction (mean + 1 SD), so the label keeps
+    the flagged share near the real rate instead of doubling it (as a maximum-F1 cut did).
     """
-    order = np.argsort(-scores, kind="stable")
-    sorted_scores, sorted_y = scores[order], y[order]
-    true_pos = np.cumsum(sorted_y)
-    predicted_pos = np.arange(1, len(y) + 1)
-    positives = max(int(y.sum()), 1)
-    f1 = 2 * true_pos / (predicted_pos + positives)
-    # Only cut between distinct scores.
-    distinct = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
-    f1 = np.where(distinct, f1, -1.0)
-    best = int(np.argmax(f1))
-    return float(sorted_scores[best])
+    n = len(scores)
+    if n == 0:
+        return 0.5
+    flagged = min(max(round(float(np.mean(y)) * n), 1), n)
+    return float(np.sort(scores)[::-1][flagged - 1])
 
 
 def recall_at_top(y: np.ndarray, scores: np.ndarray, share: float) -> float:
@@ -109,17 +105,14 @@ def recall_at_top(y: np.ndarray, scores: np.ndarray, share: float) -> float:
 def classification_metrics(
     y: np.ndarray, scores: np.ndarray, predicted: np.ndarray
 ) -> dict[str, float]:
-    both_classes = len(np.unique(y)) == 2
-    metrics = {
-        "roc_auc": float(roc_auc_score(y, scores)) if both_classes else float("nan"),
-        "pr_auc": float(average_precision_score(y, scores)) if both_classes else float("nan"),
-        "brier": float(brier_score_loss(y, scores)),
+    """Ranking and calibration figures (see `performance`) and the label's own figures."""
+    metrics = point_metrics(y, scores)
+    metrics |= {
         "precision": float(precision_score(y, predicted, zero_division=0)),
         "recall": float(recall_score(y, predicted, zero_division=0)),
         "f1": float(f1_score(y, predicted, zero_division=0)),
+        "predicted_rate": float(np.mean(predicted)) if len(predicted) else float("nan"),
     }
-    for share in TOP_SHARES:
-        metrics[f"recall_top{round(share * 100)}"] = recall_at_top(y, scores, share)
     return metrics
 
 
@@ -162,9 +155,11 @@ def fit_recipe(
     groups: np.ndarray,
     folds: int,
     seed: int,
+    estimator: Pipeline | None = None,
 ) -> tuple[PontoViradaClassifier, np.ndarray]:
-    """Fit one model the way it is registered; also return its calibrated out-of-fold scores."""
-    estimator = build_estimator(kind, seed)
+    """Fit one model the way it is registered (or a baseline's `estimator` the same way); also
+    return its calibrated out-of-fold scores."""
+    estimator = build_estimator(kind, seed) if estimator is None else estimator
     splits = grouped_splits(y, groups, folds, seed)
     raw_oof = out_of_fold_scores(estimator, X, y, splits)
     calibrator = fit_calibrator(raw_oof, y)
@@ -185,77 +180,34 @@ def fit_recipe(
 # Baselines: one feature, a logistic regression on it (so they have probabilities too)
 
 BASELINE_FEATURES: Final = {
+    "inde_t": ["inde"],
     "ipv_t": ["ipv"],
-    "pv_t": ["pv"],
     "logistica_simples": ["inde", *INDICATORS, "pv"],
 }
 
 
-def _baseline_estimator(features: list[str]) -> Pipeline:
-    select = ColumnTransformer([("f", SimpleImputer(strategy="median"), features)])
+def baseline_estimator(name: str) -> Pipeline:
+    select = ColumnTransformer([("f", SimpleImputer(strategy="median"), BASELINE_FEATURES[name])])
     return make_pipeline(select, StandardScaler(), LogisticRegression(max_iter=1000))
 
 
-def _baseline_fit_predict(
+def fit_baseline(
     name: str,
-    train: pd.DataFrame,
-    y_train: np.ndarray,
-    test: pd.DataFrame,
+    X: pd.DataFrame,  # noqa: N803
+    y: np.ndarray,
     groups: np.ndarray,
     folds: int,
     seed: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    estimator = _baseline_estimator(BASELINE_FEATURES[name])
-    splits = grouped_splits(y_train, groups, folds, seed)
-    oof = out_of_fold_scores(estimator, train, y_train, splits)
-    threshold = choose_threshold(y_train, oof)
-    scores = clone(estimator).fit(train, y_train).predict_proba(test)[:, 1]
-    return scores, (scores >= threshold).astype(int)
+) -> PontoViradaClassifier:
+    """A baseline fitted by the same recipe as the model (calibration and label rule too)."""
+    model, _ = fit_recipe(name, X, y, groups, folds, seed, baseline_estimator(name))
+    return model
 
 
 # ---------------------------------------------------------------------------------------------
 # Protocols
 
 Progress = Callable[[str], None]
-
-
-def evaluate_out_of_time(
-    kind: str, transitions: TransitionSet, folds: int, seed: int
-) -> Evaluation:
-    """Fit on every transition but the last, test on the last (e.g. 2020→21 vs 2021→22)."""
-    years = transitions.years
-    if len(years) < 2:
-        raise ValueError("out-of-time precisa de pelo menos duas transições")
-    test_year = years[-1]
-    frame = transitions.frame
-    is_test = (frame["ano_alvo"] == test_year).to_numpy()
-    X, y, groups = transitions.X, transitions.y, transitions.groups  # noqa: N806
-    model, _ = fit_recipe(kind, X[~is_test], y[~is_test], groups[~is_test], folds, seed)
-    scores = model.predict_proba(X[is_test])
-    predicted = (scores >= model.threshold).astype(int)
-    baselines, baseline_scores = {}, {}
-    for name in BASELINES:
-        b_scores, b_pred = _baseline_fit_predict(
-            name, X[~is_test], y[~is_test], X[is_test], groups[~is_test], folds, seed
-        )
-        baselines[name] = classification_metrics(y[is_test], b_scores, b_pred)
-        baseline_scores[name] = b_scores
-    return Evaluation(
-        protocol="out_of_time",
-        description=(
-            f"treino nas transições até {years[-2] - 1}→{years[-2]}, "
-            f"teste em {test_year - 1}→{test_year}"
-        ),
-        n_train=int((~is_test).sum()),
-        n_test=int(is_test.sum()),
-        positive_rate=float(y[is_test].mean()),
-        model=classification_metrics(y[is_test], scores, predicted),
-        baselines=baselines,
-        y_true=y[is_test],
-        y_score=scores,
-        baseline_scores=baseline_scores,
-        test_year=test_year,
-    )
 
 
 def evaluate_grouped_cv(
@@ -275,21 +227,18 @@ def evaluate_grouped_cv(
     for fold, (train_idx, test_idx) in enumerate(outer, start=1):
         if progress:
             progress(f"fold {fold}/{len(outer)}")
-        model, _ = fit_recipe(kind, X.iloc[train_idx], y[train_idx], groups[train_idx], folds, seed)
-        scores[test_idx] = model.predict_proba(X.iloc[test_idx])
-        predicted[test_idx] = (scores[test_idx] >= model.threshold).astype(int)
+        fitted = {"modelo": fit_recipe(kind, *_rows(X, y, groups, train_idx), folds, seed)[0]}
         for name in BASELINES:
-            b_scores, b_pred = _baseline_fit_predict(
-                name,
-                X.iloc[train_idx],
-                y[train_idx],
-                X.iloc[test_idx],
-                groups[train_idx],
-                folds,
-                seed,
-            )
-            baseline_scores[name][test_idx] = b_scores
-            baseline_pred[name][test_idx] = b_pred
+            fitted[name] = fit_baseline(name, *_rows(X, y, groups, train_idx), folds, seed)
+        test_rows = X.iloc[test_idx]
+        for name, model in fitted.items():
+            fold_scores = model.predict_proba(test_rows)
+            fold_pred = (fold_scores >= model.threshold).astype(int)
+            if name == "modelo":
+                scores[test_idx], predicted[test_idx] = fold_scores, fold_pred
+            else:
+                baseline_scores[name][test_idx] = fold_scores
+                baseline_pred[name][test_idx] = fold_pred
     return Evaluation(
         protocol="grouped_cv",
         description=f"validação cruzada em {len(outer)} partes agrupadas por aluno",
@@ -307,19 +256,10 @@ def evaluate_grouped_cv(
     )
 
 
-SELECTION_MARGIN: Final = 0.005
-
-
-def choose_kind(cv_auc: dict[str, float]) -> str:
-    """`auto`: the simplest kind whose grouped-CV ROC-AUC is within SELECTION_MARGIN of the
-    best — differences smaller than that are noise on ~900 transitions."""
-    best = max(cv_auc.values())
-    return next(k for k in MODEL_KINDS if k in cv_auc and cv_auc[k] >= best - SELECTION_MARGIN)
-
-
-def quick_cv_auc(kind: str, transitions: TransitionSet, folds: int, seed: int) -> float:
-    """Cheap grouped-CV ROC-AUC of the uncalibrated pipeline (ranking only) for `auto`."""
-    X, y, groups = transitions.X, transitions.y, transitions.groups  # noqa: N806
-    splits = grouped_splits(y, groups, folds, seed)
-    scores = out_of_fold_scores(build_estimator(kind, seed), X, y, splits)
-    return float(roc_auc_score(y, scores))
+def _rows(
+    X: pd.DataFrame,  # noqa: N803
+    y: np.ndarray,
+    groups: np.ndarray,
+    index: np.ndarray,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    return X.iloc[index], y[index], groups[index]

@@ -25,8 +25,18 @@ from sklearn.preprocessing import OrdinalEncoder, StandardScaler
 from passos_magicos.data.schema import INDICATORS, PEDRAS
 from passos_magicos.features import CATEGORICAL, CURRENT_NUMERIC, HISTORY_FIELDS, MODEL_INPUTS
 
-MODEL_KINDS: Final = ("logistic_regression", "random_forest", "hist_gradient_boosting")
-"""Candidate kinds, simplest first (`auto` prefers the simpler one when scores are close)."""
+MODEL_KINDS: Final = (
+    "compact_logistic",
+    "logistic_regression",
+    "random_forest",
+    "hist_gradient_boosting",
+)
+"""Candidate kinds, simplest first (`auto` prefers the simpler one unless another wins clearly)."""
+
+COMPACT_FEATURES: Final = ("inde", "ipv", "ida", "ieg", "pv")
+"""The compact logistic regression's inputs: the indicators that rank next year's PV best and
+most steadily across the 2021→22 and 2022→23 cycles (the years the design was chosen on)."""
+COMPACT_C: Final = 0.3
 
 DELTA_FEATURES: Final = tuple(f"delta_{name}" for name in HISTORY_FIELDS)
 
@@ -62,6 +72,26 @@ TRANSFORMED_FEATURES: Final = (
 # Domain prior: a higher indicator (or PV) at t never lowers the chance of PV at t+1.
 INCREASING: Final = frozenset({"inde", *INDICATORS, "pv", "pedra"})
 MONOTONIC_CST: Final = tuple(1 if name in INCREASING else 0 for name in TRANSFORMED_FEATURES)
+
+
+class ColumnSubset(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Keeps some of the preprocessed columns (by name, from TRANSFORMED_FEATURES)."""
+
+    def __init__(self, names: tuple[str, ...] = ()) -> None:
+        self.names = names
+
+    @property
+    def indices(self) -> list[int]:
+        return [TRANSFORMED_FEATURES.index(name) for name in self.names]
+
+    def fit(self, X: np.ndarray, y: object = None) -> ColumnSubset:  # noqa: N803
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        return np.asarray(X)[:, self.indices]
+
+    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
+        return np.array(list(self.names), dtype=object)
 
 
 def _preprocessor(scale: bool) -> Pipeline:
@@ -101,6 +131,14 @@ def build_estimator(kind: str, seed: int) -> Pipeline:
             random_state=seed,
         )
         return Pipeline([("prep", _preprocessor(scale=False)), ("model", estimator)])
+    if kind == "compact_logistic":
+        return Pipeline(
+            [
+                ("prep", _preprocessor(scale=True)),
+                ("select", ColumnSubset(COMPACT_FEATURES)),
+                ("model", LogisticRegression(C=COMPACT_C, max_iter=2000)),
+            ]
+        )
     if kind == "logistic_regression":
         estimator = LogisticRegression(
             C=1.0, max_iter=2000

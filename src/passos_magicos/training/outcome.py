@@ -14,8 +14,10 @@ from sklearn.metrics import roc_auc_score
 from passos_magicos.data.dataset import Dataset
 from passos_magicos.features import TransitionSet
 from passos_magicos.registry import GateVerdict
+from passos_magicos.training.backtest import Backtest
 from passos_magicos.training.evaluation import Evaluation
 from passos_magicos.training.models import PontoViradaClassifier
+from passos_magicos.training.selection import Selection
 
 
 @dataclass
@@ -24,8 +26,8 @@ class TrainOutcome:
     classifier: PontoViradaClassifier
     dataset: Dataset
     transitions: TransitionSet
-    evaluations: dict[str, Evaluation]
-    selection: dict[str, float]
+    evaluations: dict[str, Evaluation]  # "out_of_time" (the newest backtest year) or "grouped_cv"
+    selection: Selection | None
     timings: dict[str, float]
     model_card: str
     run_id: str | None = None
@@ -33,6 +35,7 @@ class TrainOutcome:
     gate: GateVerdict | None = None
     leakage_aucs: dict[str, float] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)  # monitoring's reference profile
+    backtest: Backtest | None = None
 
     @property
     def headline(self) -> Evaluation:
@@ -52,6 +55,15 @@ def flat_metrics(outcome: TrainOutcome) -> dict[str, float]:
         metrics |= {f"{prefix}_{k}": v for k, v in evaluation.model.items()}
         for name, values in evaluation.baselines.items():
             metrics |= {f"{prefix}_baseline_{name}_{k}": v for k, v in values.items()}
+        for name, comparison in evaluation.verdicts().items():
+            diff = comparison.difference
+            metrics |= {
+                f"{prefix}_dif_{name}_roc_auc": diff.value,
+                f"{prefix}_dif_{name}_roc_auc_ic_inf": diff.low,
+                f"{prefix}_dif_{name}_roc_auc_ic_sup": diff.high,
+            }
+    if outcome.backtest is not None:
+        metrics |= outcome.backtest.flat_metrics()
     return {k: v for k, v in metrics.items() if not np.isnan(v)}
 
 
@@ -80,6 +92,8 @@ def describe(outcome: TrainOutcome) -> dict[str, Any]:
         "run_id": outcome.run_id,
         "limiar": outcome.classifier.threshold,
         "metricas": flat_metrics(outcome),
+        "backtest": outcome.backtest.as_dict() if outcome.backtest is not None else None,
+        "selecao": outcome.selection.scores if outcome.selection is not None else None,
         "portao": outcome.gate.summary() if outcome.gate is not None else None,
         "aprovado": bool(outcome.gate.passed) if outcome.gate is not None else None,
         "tempos_s": {k: round(v, 2) for k, v in outcome.timings.items()},

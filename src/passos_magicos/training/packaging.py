@@ -33,6 +33,8 @@ REQUIRED_INPUTS: Final = ("fase", "inde", "iaa", "ieg", "ips", "ipp", "ida", "ip
 OUTPUT_PROBABILITY: Final = "probabilidade_pv"
 OUTPUT_LABEL: Final = "pv_previsto"
 METADATA_FILE: Final = "ponto_virada.json"
+BACKTEST_FILE: Final = "backtest.json"  # beside a local copy: what /model/backtest serves
+BACKTEST_ARTIFACT: Final = f"backtest/{BACKTEST_FILE}"  # in the training run
 
 
 def pip_requirements() -> list[str]:
@@ -207,7 +209,21 @@ def download_registered(settings: Settings, version: str, target: Path) -> dict[
         profile = json.loads(Path(reference).read_text())
         profile["versao"] = version
         (target / REFERENCE_FILE).write_text(json.dumps(profile))
+    if model_version.run_id:
+        _copy_backtest(model_version.run_id, target)
     return metadata
+
+
+def _copy_backtest(run_id: str, target: Path) -> None:
+    """The run's backtest table beside the model copy (absent for single-transition runs)."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        path = download_artifacts(run_id=run_id, artifact_path=BACKTEST_ARTIFACT)
+    except (MlflowException, OSError):
+        return
+    shutil.copyfile(path, target / BACKTEST_FILE)
 
 
 def export_registered(settings: Settings, version: str) -> Path:

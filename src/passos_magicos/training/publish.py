@@ -4,8 +4,10 @@ MLFLOW_ENABLED=false) the local model folder behind the same floor."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from mlflow.data.pandas_dataset import from_pandas
@@ -15,10 +17,90 @@ from passos_magicos.data.dataset import Dataset
 from passos_magicos.monitoring.reference import REFERENCE_ARTIFACT, REFERENCE_FILE
 from passos_magicos.progress import Echo
 from passos_magicos.settings import Settings
+from passos_magicos.training.backtest import Backtest
 from passos_magicos.training.models import model_params
 from passos_magicos.training.outcome import TrainOutcome, evaluation_key, flat_metrics, rescorer
-from passos_magicos.training.packaging import METADATA_FILE, log_model, save_local
-from passos_magicos.training.report import write_card
+from passos_magicos.training.packaging import (
+    BACKTEST_ARTIFACT,
+    BACKTEST_FILE,
+    METADATA_FILE,
+    log_model,
+    save_local,
+)
+from passos_magicos.training.report import (
+    LABEL_RULE,
+    SELECTION_RULE,
+    newest_year_statement,
+    write_card,
+)
+
+
+def _selection_params(outcome: TrainOutcome) -> dict[str, float]:
+    if outcome.selection is None:
+        return {}
+    return {f"auto.{kind}_roc_auc": round(v, 4) for kind, v in outcome.selection.means.items()}
+
+
+def _label_params(outcome: TrainOutcome) -> dict[str, str | bool]:
+    return {
+        "labels.derived_enabled": outcome.dataset.report.derived_labels,
+        "labels.origins": _origins_text(outcome),
+    }
+
+
+def _origins_text(outcome: TrainOutcome) -> str:
+    """Label origin per label year, e.g. `2021:455 oficial; 2024:681 derivado`."""
+    parts = []
+    for year in outcome.transitions.years:
+        origins = outcome.transitions.in_year(year).label_origins()
+        parts.append(f"{year}:" + "+".join(f"{n} {o}" for o, n in sorted(origins.items())))
+    return "; ".join(parts)[:500]
+
+
+def _backtest_tags(outcome: TrainOutcome) -> dict[str, str]:
+    if outcome.backtest is None:
+        return {}
+    tags = {
+        registry.BACKTEST_TAG.format(year=year.test_year): f"{year.figures()['roc_auc'].value:.6f}"
+        for year in outcome.backtest.years
+    }
+    newest = outcome.backtest.newest
+    tags["bt.newest.inde_t_verdict"] = newest.comparison("inde_t").verdict
+    tags["bt.newest.statement"] = newest_year_statement(outcome.backtest)[:4900]
+    return tags
+
+
+def backtest_document(outcome: TrainOutcome) -> dict[str, Any]:
+    """`backtest/backtest.json`: the per-year table (what the API and dashboard show)."""
+    if outcome.backtest is None:
+        return {}
+    return outcome.backtest.as_dict() | {
+        "resumo": newest_year_statement(outcome.backtest),
+        "modelo_final": outcome.kind,
+        "regra_rotulo": LABEL_RULE,
+        "regra_escolha": SELECTION_RULE,
+    }
+
+
+def gate_candidate(
+    outcome: TrainOutcome, key: str, rescore: Callable[[str], float] | None
+) -> registry.GateCandidate:
+    headline = outcome.headline
+    inde_verdict = inde_difference = None
+    if outcome.backtest is not None:
+        comparison = outcome.backtest.newest.comparison("inde_t")
+        inde_verdict = comparison.verdict
+        diff = comparison.difference
+        inde_difference = f"{diff.value:+.3f} (IC 95% {diff.low:+.3f} a {diff.high:+.3f})"
+    return registry.GateCandidate(
+        metric=_headline_metric(outcome),
+        value=headline.model["roc_auc"],
+        evaluation_key=key,
+        test_year=headline.test_year,
+        rescore=rescore,
+        inde_verdict=inde_verdict,
+        inde_difference=inde_difference,
+    )
 
 
 def _headline_metric(outcome: TrainOutcome) -> str:
@@ -65,7 +147,8 @@ def publish_to_mlflow(
                 "n_transitions": len(outcome.transitions),
                 "label_years": ",".join(map(str, outcome.transitions.years)),
                 **model_params(outcome.kind, classifier.pipeline),
-                **{f"auto.{k}_cv_roc_auc": round(v, 4) for k, v in outcome.selection.items()},
+                **_selection_params(outcome),
+                **_label_params(outcome),
             }
         )
         mlflow.log_metrics(
@@ -88,17 +171,13 @@ def publish_to_mlflow(
             "data/features.json",
         )
         mlflow.log_dict(outcome.reference, REFERENCE_ARTIFACT)
+        if outcome.backtest is not None:
+            mlflow.log_dict(backtest_document(outcome), BACKTEST_ARTIFACT)
         tick("registrando o modelo…")
         info = log_model(classifier, outcome.transitions.X)
         version = registry.register_version(client, name, info.model_uri, info.model_id, run)
 
-        candidate = registry.GateCandidate(
-            metric=metric,
-            value=headline.model["roc_auc"],
-            evaluation_key=key,
-            test_year=headline.test_year,
-            rescore=rescorer(outcome),
-        )
+        candidate = gate_candidate(outcome, key, rescorer(outcome))
         verdict = registry.evaluate_gate(client, settings, candidate)
         version_tags = {
             "model.kind": outcome.kind,
@@ -112,6 +191,8 @@ def publish_to_mlflow(
             "trained_at": started.isoformat(timespec="seconds"),
             "git_commit": registry.git_commit(),
             "monitoring.reference": REFERENCE_ARTIFACT,
+            "labels.origins": _origins_text(outcome),
+            **_backtest_tags(outcome),
             **{
                 f"metric.{k}": f"{v:.6f}"
                 for k, v in flat_metrics(outcome).items()
@@ -140,23 +221,39 @@ def publish_to_mlflow(
         tick("aliases inalterados (versão registrada, mas reprovada)")
 
 
+def log_backtest_run(
+    settings: Settings, dataset: Dataset, backtest: Backtest, timings: dict[str, float]
+) -> str:
+    """A standalone backtest as an MLflow run (no model, no registry change)."""
+    client = registry.configure(settings)
+    experiment_id = registry.ensure_experiment(client, settings)
+    started = datetime.now(UTC)
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"backtest-{started:%Y%m%d-%H%M%S}"
+    ) as run:
+        mlflow.set_tags(
+            {
+                "kind": "backtest",
+                "dataset_sha256": dataset.digest,
+                "git_commit": registry.git_commit(),
+                "data_files": ", ".join(f.name for f in dataset.report.files),
+            }
+        )
+        mlflow.log_params({"model": backtest.requested_kind, "replicates": backtest.replicates})
+        mlflow.log_metrics(backtest.flat_metrics() | {f"time_{k}_s": v for k, v in timings.items()})
+        mlflow.log_dict(
+            backtest.as_dict() | {"resumo": newest_year_statement(backtest)}, BACKTEST_ARTIFACT
+        )
+        return str(run.info.run_id)
+
+
 def publish_locally(settings: Settings, outcome: TrainOutcome, tick: Echo) -> None:
     """MLFLOW_ENABLED=false: the same floor and comparison, against the local model's figures;
     the local model is replaced only when the new one passes."""
     headline = outcome.headline
     key = evaluation_key(outcome.dataset, headline, int(outcome.classifier.metadata["horizon"]))
-    verdict = registry.GateVerdict(
-        passed=headline.model["roc_auc"] >= settings.GATE_MIN_ROC_AUC,
-        metric=_headline_metric(outcome),
-        value=headline.model["roc_auc"],
-        floor=settings.GATE_MIN_ROC_AUC,
-        tolerance=settings.GATE_TOLERANCE,
-        comparison="modelo_local",
-    )
-    verdict.reasons.append(
-        f"{verdict.metric} {verdict.value:.3f} "
-        f"{'≥' if verdict.passed else 'abaixo do'} piso {settings.GATE_MIN_ROC_AUC}"
-    )
+    verdict = registry.absolute_checks(settings, gate_candidate(outcome, key, None))
+    verdict.comparison = "modelo_local"
     metadata_path = settings.local_model_dir / METADATA_FILE
     if metadata_path.exists():
         current = json.loads(metadata_path.read_text())
@@ -184,7 +281,9 @@ def publish_locally(settings: Settings, outcome: TrainOutcome, tick: Echo) -> No
             "threshold": outcome.classifier.threshold,
             "eval_key": key,
             "eval_value": verdict.value,
-            "metrics": flat_metrics(outcome),
+            "metrics": {
+                k: v for k, v in flat_metrics(outcome).items() if k.startswith(("oot_", "cv_"))
+            },
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "dataset_sha256": outcome.dataset.digest,
         },
@@ -192,6 +291,11 @@ def publish_locally(settings: Settings, outcome: TrainOutcome, tick: Echo) -> No
         extra_files={
             REFERENCE_FILE: json.dumps(outcome.reference | {"versao": "local"}),
             "model_card.md": outcome.model_card,
+            **(
+                {BACKTEST_FILE: json.dumps(backtest_document(outcome), ensure_ascii=False)}
+                if outcome.backtest is not None
+                else {}
+            ),
         },
     )
     tick(f"modelo salvo em {settings.local_model_dir}")

@@ -1,5 +1,6 @@
-"""The training run: read → validate → transitions → leakage guard → evaluate → fit → gate →
-register → export. Each stage prints progress and its time."""
+"""The training run: read → validate → transitions → leakage guard → backtest (rolling origin)
+→ choose and fit on every transition → report → gate → register → materialise. Each stage
+prints progress and its time."""
 
 from __future__ import annotations
 
@@ -13,20 +14,23 @@ from passos_magicos.features import MODEL_INPUTS, TransitionSet, build_transitio
 from passos_magicos.monitoring.reference import build_reference
 from passos_magicos.progress import Echo, StageTimer, stderr_echo
 from passos_magicos.settings import Settings
+from passos_magicos.training.backtest import Backtest, run_backtest
 from passos_magicos.training.evaluation import (
     BASELINES,
-    SELECTION_MARGIN,
     Evaluation,
-    choose_kind,
     evaluate_grouped_cv,
-    evaluate_out_of_time,
     fit_recipe,
-    quick_cv_auc,
 )
-from passos_magicos.training.models import MODEL_KINDS
 from passos_magicos.training.outcome import TrainOutcome
-from passos_magicos.training.publish import publish_locally, publish_to_mlflow
-from passos_magicos.training.report import verdict_sentence, write_card, write_plots
+from passos_magicos.training.publish import log_backtest_run, publish_locally, publish_to_mlflow
+from passos_magicos.training.report import (
+    newest_year_statement,
+    verdict_sentence,
+    write_backtest_plots,
+    write_card,
+    write_plots,
+)
+from passos_magicos.training.selection import FitCache, Selection, select_kind
 
 MIN_TRANSITIONS = 60
 MIN_POSITIVES = 10
@@ -46,10 +50,10 @@ def run_training(
 ) -> TrainOutcome:
     kind = kind or settings.TRAIN_MODEL
     folds, seed = settings.CV_FOLDS, settings.RANDOM_SEED
-    timer = StageTimer(total=8 + (kind == "auto"), echo=echo)
+    timer = StageTimer(total=8, echo=echo)
 
     with timer.stage("load", "Lendo e validando os dados") as tick:
-        dataset = load_dataset(data_uris)
+        dataset = load_dataset(data_uris, settings.PV_DERIVED_LABELS)
         for line in dataset.report.describe():
             tick(line)
 
@@ -58,42 +62,39 @@ def run_training(
         tick(f"feature store offline: {settings.offline_store_dir} ({len(table)} registros)")
         transitions = build_transitions(table, features, horizon)
         _require_enough(transitions, dataset)
-        for year, group in transitions.frame.groupby("ano_alvo"):
-            tick(
-                f"{int(str(year)) - horizon}→{year}: {len(group)} transições, "
-                f"{group['pv_proximo'].mean():.1%} com PV"
-            )
-        leakage_aucs = check_leakage(transitions, settings.LEAKAGE_AUC_LIMIT)
-        strongest = max(leakage_aucs.items(), key=lambda kv: kv[1], default=("—", 0.0))
-        tick(f"feature isolada mais forte: {strongest[0]} (ROC-AUC {strongest[1]:.3f})")
+        leakage_aucs = _describe_transitions(transitions, settings, horizon, tick)
 
-    selection: dict[str, float] = {}
-    if kind == "auto":
-        with timer.stage("select", "Escolhendo o modelo (CV agrupada por aluno)") as tick:
-            for candidate in MODEL_KINDS:
-                selection[candidate] = quick_cv_auc(candidate, transitions, folds, seed)
-                tick(f"{candidate}: ROC-AUC {selection[candidate]:.3f}")
-            kind = choose_kind(selection)
-            tick(f"escolhido: {kind} (o mais simples a até {SELECTION_MARGIN} do melhor)")
-
-    evaluations: dict[str, Evaluation] = {}
-    with timer.stage("oot", "Avaliação fora do tempo") as tick:
-        if len(transitions.years) >= 2:
-            evaluations["out_of_time"] = evaluate_out_of_time(kind, transitions, folds, seed)
-            _print_evaluation(evaluations["out_of_time"], tick)
+    # The same (kind, training years, validation year) fit serves the backtest's choices and the
+    # final one.
+    cache: FitCache = {}
+    with timer.stage("backtest", "Backtest por ano (origem móvel: ajusta só no passado)") as tick:
+        backtest = run_backtest(
+            transitions, kind, folds, seed, settings.BACKTEST_REPLICATES, cache, tick
+        )
+        if backtest is not None:
+            tick(newest_year_statement(backtest))
         else:
-            tick("só uma transição rotulada: sem avaliação fora do tempo; vale a CV agrupada")
+            tick("só uma transição rotulada: sem backtest; vale a CV agrupada por aluno")
 
-    with timer.stage("cv", "Validação cruzada agrupada por aluno") as tick:
-        evaluations["grouped_cv"] = evaluate_grouped_cv(kind, transitions, folds, seed, tick)
-        _print_evaluation(evaluations["grouped_cv"], tick)
-
+    selection: Selection | None = None
     with timer.stage("fit", "Ajustando o modelo final em todas as transições") as tick:
-        classifier, _ = fit_recipe(
+        if kind == "auto":
+            selection = select_kind(transitions, folds, seed, cache, tick)
+            kind = selection.chosen
+        classifier, oof = fit_recipe(
             kind, transitions.X, transitions.y, transitions.groups, folds, seed
         )
         classifier.metadata = {"label_max_year": max(transitions.years), "horizon": horizon}
-        tick(f"limiar de decisão: {classifier.threshold:.3f} (máximo F1 fora da amostra)")
+        tick(
+            f"limiar de decisão: {classifier.threshold:.3f} (sinaliza fora da amostra a mesma "
+            f"proporção de alunos que a taxa real de PV do treino, {transitions.y.mean():.1%})"
+        )
+        evaluations: dict[str, Evaluation] = {}
+        if backtest is not None:
+            evaluations["out_of_time"] = backtest.newest.as_evaluation()
+        else:
+            evaluations["grouped_cv"] = evaluate_grouped_cv(kind, transitions, folds, seed, tick)
+            _print_evaluation(evaluations["grouped_cv"], tick)
 
     outcome = TrainOutcome(
         kind=kind,
@@ -102,21 +103,22 @@ def run_training(
         transitions=transitions,
         evaluations=evaluations,
         selection=selection,
+        backtest=backtest,
         timings=timer.timings,
         model_card="",
         leakage_aucs=leakage_aucs,
-        # Out-of-fold scores: what the model gives students it has not seen, as in production.
+        # Out-of-fold scores of the final recipe: what the model gives students it has not
+        # seen, as in production.
         reference=build_reference(
-            transitions.X,
-            evaluations["grouped_cv"].y_score,
-            classifier.threshold,
-            settings.MLFLOW_MODEL_NAME,
+            transitions.X, oof, classifier.threshold, settings.MLFLOW_MODEL_NAME
         ),
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         with timer.stage("report", "Gráficos e cartão do modelo"):
             plots = [p for e in evaluations.values() for p in write_plots(e, folder / "plots")]
+            if backtest is not None:
+                plots += write_backtest_plots(backtest, folder / "plots")
             outcome.model_card = write_card(settings.MLFLOW_MODEL_NAME, outcome)
         with timer.stage("mlflow", "Registrando no MLflow e portão de qualidade") as tick:
             if settings.MLFLOW_ENABLED:
@@ -129,6 +131,63 @@ def run_training(
     return outcome
 
 
+def backtest_only(
+    settings: Settings,
+    data_uris: Sequence[str],
+    kind: str | None = None,
+    replicates: int | None = None,
+    echo: Echo = stderr_echo,
+) -> tuple[Backtest, Dataset]:
+    """`passos-magicos backtest`: read → transitions → rolling-origin backtest (nothing is
+    registered; with MLflow on, the table is logged as a run of its own)."""
+    kind = kind or settings.TRAIN_MODEL
+    timer = StageTimer(total=3 + settings.MLFLOW_ENABLED, echo=echo)
+    with timer.stage("load", "Lendo e validando os dados") as tick:
+        dataset = load_dataset(data_uris, settings.PV_DERIVED_LABELS)
+        for line in dataset.report.describe():
+            tick(line)
+    with timer.stage("features", "Transições t→t+1 e vazamento") as tick:
+        transitions = build_transitions(dataset.table)
+        _require_enough(transitions, dataset)
+        _describe_transitions(transitions, settings, 1, tick)
+    with timer.stage("backtest", "Backtest por ano (origem móvel: ajusta só no passado)") as tick:
+        backtest = run_backtest(
+            transitions,
+            kind,
+            settings.CV_FOLDS,
+            settings.RANDOM_SEED,
+            replicates or settings.BACKTEST_REPLICATES,
+            progress=tick,
+        )
+        if backtest is None:
+            raise TrainingError(
+                "o backtest precisa de pelo menos duas transições rotuladas (três ciclos); "
+                f"os dados têm {len(transitions.years)}: dê mais ciclos com --data"
+            )
+    if settings.MLFLOW_ENABLED:
+        with timer.stage("mlflow", "Registrando o backtest no MLflow") as tick:
+            run_id = log_backtest_run(settings, dataset, backtest, timer.timings)
+            tick(f"run {run_id}")
+    return backtest, dataset
+
+
+def _describe_transitions(
+    transitions: TransitionSet, settings: Settings, horizon: int, tick: Echo
+) -> dict[str, float]:
+    """Print the transitions per year with their label origin; run the leakage guard."""
+    for year in transitions.years:
+        part = transitions.in_year(year)
+        origins = ", ".join(f"{n} {o}" for o, n in sorted(part.label_origins().items()))
+        tick(
+            f"{year - horizon}→{year}: {len(part)} transições, {part.y.mean():.1%} com PV "
+            f"(rótulos: {origins})"
+        )
+    leakage_aucs = check_leakage(transitions, settings.LEAKAGE_AUC_LIMIT)
+    strongest = max(leakage_aucs.items(), key=lambda kv: kv[1], default=("—", 0.0))
+    tick(f"feature isolada mais forte: {strongest[0]} (ROC-AUC {strongest[1]:.3f})")
+    return leakage_aucs
+
+
 def _require_enough(transitions: TransitionSet, dataset: Dataset) -> None:
     if len(transitions) == 0:
         years = ", ".join(str(y) for y in dataset.years)
@@ -136,9 +195,9 @@ def _require_enough(transitions: TransitionSet, dataset: Dataset) -> None:
         raise TrainingError(
             f"nenhuma transição rotulada nos dados (anos: {years}; anos com PV: "
             f"{', '.join(map(str, labelled)) or 'nenhum'}). O treino precisa do PV do ano "
-            "seguinte do mesmo aluno — o arquivo 2022-2024 só tem PV em 2022. Treine com o "
-            "arquivo 2020-2022 (ou junte os dois com --data repetido); `predict` pontua este "
-            "arquivo mesmo sem rótulos."
+            "seguinte do mesmo aluno: dê dois ciclos ou mais (junte os arquivos com --data "
+            "repetido; sem PV oficial, o PV é derivado pela regra do IPV, a menos que "
+            "PV_DERIVED_LABELS=false); `predict` pontua um arquivo mesmo sem rótulos."
         )
     positives = int(transitions.y.sum())
     if len(transitions) < MIN_TRANSITIONS or positives < MIN_POSITIVES:
