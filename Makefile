@@ -66,9 +66,11 @@ format: setup ## Formata e corrige o que o ruff sabe corrigir
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: setup ## Benchmarks: treino, modelos, serving (wrk), monitoramento (+ Evidently), dashboard
+bench: setup ## Benchmarks: treino, modelos e backtest, serving (wrk), monitoramento (+ Evidently), dashboard
 	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_train.py auto random_forest
 	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_models.py
+	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_backtest.py
+	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_design.py
 	PEDE_DATA_DIR="$(PEDE_DATA_DIR)" $(PY) benchmarks/bench_serving.py
 	benchmarks/evidently/setup_env.sh
 	$(PY) benchmarks/bench_monitoring.py

@@ -115,7 +115,7 @@ def main() -> None:
         print(f"Preparando {STUDENTS} alunos sintéticos e treinando…", file=sys.stderr)
         steps = (
             ["data", "synth", "--students", str(STUDENTS), "--output", str(data)],
-            ["train", "--data", str(data), "--model", "logistic_regression"],
+            ["train", "--data", str(data), "--model", "compact_logistic"],
         )
         for step in steps:
             subprocess.run([CLI, *step], env=env, check=True, capture_output=True, cwd=tmp)

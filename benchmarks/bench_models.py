@@ -1,5 +1,6 @@
-"""Model quality on the real data: every candidate beside the baselines, out of time
-(fit 2020→2021, test 2021→2022) and with student-grouped CV. Usage: `make bench`."""
+"""Model quality on the real files: the rolling-origin backtest of every candidate kind (and of
+`auto`) beside the baselines, ROC-AUC per test year with its bootstrap 95 % interval, and the
+paired verdict against INDE_t alone. Usage: `make bench` (needs PEDE_DATA_DIR)."""
 
 from __future__ import annotations
 
@@ -8,43 +9,43 @@ import sys
 from pathlib import Path
 
 from passos_magicos.data.dataset import load_dataset
-from passos_magicos.features import build_transitions
-from passos_magicos.training.evaluation import (
-    BASELINES,
-    evaluate_grouped_cv,
-    evaluate_out_of_time,
-)
+from passos_magicos.features import build_transitions, cohorts
+from passos_magicos.training.backtest import BASELINES, run_backtest
 from passos_magicos.training.models import MODEL_KINDS
+from passos_magicos.training.selection import FitCache
 
-COLUMNS = ("roc_auc", "pr_auc", "brier", "recall_top15", "recall_top25")
-
-
-def row(name: str, metrics: dict[str, float]) -> str:
-    return f"| {name} | " + " | ".join(f"{metrics[c]:.3f}" for c in COLUMNS) + " |"
+FILES = ("PEDE_PASSOS_DATASET_FIAP.csv", "BASE DE DADOS PEDE 2024 - DATATHON.xlsx")
+REPLICATES = 1000
 
 
 def main() -> None:
     data_dir = os.environ.get("PEDE_DATA_DIR")
-    csv = Path(data_dir or "") / "PEDE_PASSOS_DATASET_FIAP.csv"
-    if not data_dir or not csv.exists():
+    files = [Path(data_dir or "") / name for name in FILES]
+    if not data_dir or not all(f.exists() for f in files):
         sys.exit("PEDE_DATA_DIR não aponta para os arquivos reais; benchmark não executado")
-    transitions = build_transitions(load_dataset([str(csv)]).table)
-    header = "| modelo | " + " | ".join(COLUMNS) + " |\n|---|" + "---|" * len(COLUMNS)
-    for protocol, evaluate in (
-        ("fora do tempo", evaluate_out_of_time),
-        ("CV agrupada por aluno", evaluate_grouped_cv),
-    ):
-        evaluations = {kind: evaluate(kind, transitions, 5, 42) for kind in MODEL_KINDS}
-        first = next(iter(evaluations.values()))
-        print(
-            f"\n{protocol}: {first.description} ({first.n_test} exemplos de teste, "
-            f"{first.positive_rate:.1%} com PV)"
-        )
-        print(header)
-        for kind, evaluation in evaluations.items():
-            print(row(kind, evaluation.model))
-        for name, label in BASELINES.items():
-            print(row(f"referência: {label}", first.baselines[name]))
+    table = load_dataset([str(f) for f in files]).table
+    transitions, rosters = build_transitions(table), cohorts(table)
+    cache: FitCache = {}
+    results = {
+        kind: run_backtest(transitions, kind, 5, 42, REPLICATES, cache, cohorts=rosters)
+        for kind in (*MODEL_KINDS, "auto")
+    }
+    first = next(r for r in results.values() if r is not None)
+    years = [y.label for y in first.years]
+    print("ROC-AUC por ano de teste do backtest (IC 95%, bootstrap por aluno); veredito contra")
+    print("o INDE_t sozinho pelo bootstrap pareado da diferença\n")
+    print("| modelo | " + " | ".join(years) + " |\n|---|" + "---|" * len(years))
+    for kind, result in results.items():
+        assert result is not None
+        cells = []
+        for year in result.years:
+            auc = year.figures()["roc_auc"]
+            chosen = f" ({year.kind})" if kind == "auto" else ""
+            cells.append(f"{auc.text()} {year.comparison('inde_t').verdict}{chosen}")
+        print(f"| {kind} | " + " | ".join(cells) + " |")
+    for name, label in BASELINES.items():
+        cells = [year.figures(name)["roc_auc"].text() for year in first.years]
+        print(f"| referência: {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

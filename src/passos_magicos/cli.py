@@ -54,6 +54,11 @@ class SynthFormat(StrEnum):
     xlsx = "xlsx"
 
 
+class LaterPvChoice(StrEnum):
+    vazio = "vazio"
+    regra = "regra"
+
+
 class AliasChoice(StrEnum):
     production = "production"
     staging = "staging"
@@ -109,7 +114,7 @@ def _data_uris(settings: Settings, given: list[str] | None) -> list[str]:
         settings.RANDOM_SEED,
     )
     if not given and not settings.PEDE_DATA_PATH:
-        typer.echo(f"usando dados sintéticos embutidos: {uris[0]}", err=True)
+        typer.echo(f"usando dados sintéticos embutidos: {', '.join(uris)}", err=True)
     return uris
 
 
@@ -128,11 +133,21 @@ def data_synth(
     years: Annotated[
         list[int] | None, typer.Option("--year", help="Anos do CSV (repita); padrão 2020-2022.")
     ] = None,
+    later_pv: Annotated[
+        LaterPvChoice,
+        typer.Option(
+            "--pv-2023-2024",
+            help="XLSX: 'Atingiu PV' de 2023-2024 vazio (como o arquivo real; o treino deriva "
+            "o PV pela regra do IPV) ou já escrito pela regra.",
+        ),
+    ] = LaterPvChoice.vazio,
 ) -> None:
     """Gera arquivos sintéticos no formato real da PEDE, calibrados nos dados reais."""
     from passos_magicos.data.synth import render_synthetic
 
-    content = render_synthetic(students=students, seed=seed, fmt=fmt.value, years=years)
+    content = render_synthetic(
+        students=students, seed=seed, fmt=fmt.value, years=years, later_pv=later_pv.value
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(content)
     typer.echo(f"{output}: {len(content)} bytes ({fmt.value}, {students} alunos, semente {seed})")
@@ -174,12 +189,18 @@ def train(
 ) -> None:
     """Treina em todas as transições rotuladas, faz o backtest por ano (origem móvel), registra e
     aplica o portão de qualidade."""
+    from passos_magicos.monitoring.realised import realised_stage
     from passos_magicos.training.outcome import describe, dump_json
     from passos_magicos.training.train import run_training
 
     settings = _settings()
     with _user_errors():
-        outcome = run_training(settings, _data_uris(settings, data), model.value if model else None)
+        outcome = run_training(
+            settings,
+            _data_uris(settings, data),
+            model.value if model else None,
+            on_loaded=lambda dataset, tick: realised_stage(settings, dataset, tick),
+        )
     summary = describe(outcome)
     if as_json:
         typer.echo(dump_json(summary))
@@ -191,6 +212,10 @@ def train(
         f"portão {'aprovado' if summary['aprovado'] is not False else 'reprovado'}; "
         f"tempo total {sum(outcome.timings.values()):.1f} s"
     )
+    if outcome.backtest is not None:
+        from passos_magicos.training.report import newest_year_statement
+
+        typer.echo(newest_year_statement(outcome.backtest))
 
 
 @app.command()
@@ -471,6 +496,43 @@ def run(data: DataOption = None) -> None:
     with _user_errors():
         code = run_everything(settings, _data_uris(settings, data), typer.echo)
     raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate: realised performance once a cycle's outcomes arrive
+
+
+@app.command()
+def evaluate(
+    data: DataOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Resultado em JSON.")] = False,
+    alerts: Annotated[
+        bool, typer.Option("--alerts/--no-alerts", help="Enviar (ou não) os alertas ao Slack.")
+    ] = True,
+) -> None:
+    """Desempenho realizado: junta as previsões feitas para os alunos do ciclo t (listas do
+    `predict` e log de previsões da API, por versão do modelo) com o PV deles no ciclo t+1 dos
+    arquivos; grava ROC-AUC, PR-AUC, recall top 15%/25% e Brier com intervalos de 95%, ao lado
+    da estimativa de antes dos desfechos, no histórico de monitoramento; alerta quando o ROC-AUC
+    realizado fica abaixo de REALISED_MIN_ROC_AUC."""
+    from passos_magicos.data.dataset import load_dataset
+    from passos_magicos.monitoring.realised import (
+        EvaluationError,
+        evaluation_text,
+        run_evaluation,
+    )
+
+    settings = _settings()
+    with _user_errors():
+        dataset = load_dataset(_data_uris(settings, data), settings.PV_DERIVED_LABELS)
+    try:
+        evaluation = run_evaluation(settings, dataset, send_alerts=alerts)
+    except EvaluationError as exc:
+        raise _fail(str(exc), EXIT_DATA) from None
+    if as_json:
+        typer.echo(json.dumps(evaluation.as_dict(), ensure_ascii=False, indent=2))
+        return
+    typer.echo(evaluation_text(evaluation))
 
 
 # ---------------------------------------------------------------------------------------------

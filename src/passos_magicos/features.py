@@ -91,6 +91,29 @@ class TransitionSet:
     def in_year(self, year: int) -> TransitionSet:
         return self.subset((self.frame["ano_alvo"] == year).to_numpy())
 
+    def coverage(self) -> dict[int, dict[str, float]]:
+        """Share of known values of each input, per label year (t+1)."""
+        known = self.X.notna().groupby(self.frame["ano_alvo"]).mean()
+        return {
+            int(str(year)): {str(name): round(float(v), 4) for name, v in row.items()}
+            for year, row in known.iterrows()
+        }
+
+    def absent_inputs(self) -> dict[int, list[str]]:
+        """Inputs with no value at all in some label year's cycle t (the previous-cycle fields
+        of the first cycle aside: nothing precedes it)."""
+        first = min(self.years) if len(self) else None
+        absent: dict[int, list[str]] = {}
+        for year, shares in self.coverage().items():
+            names = [
+                n
+                for n, share in shares.items()
+                if share == 0 and not (year == first and n.endswith("_anterior"))
+            ]
+            if names:
+                absent[year] = names
+        return absent
+
     def label_origins(self) -> dict[str, int]:
         """How many labels are official and how many derived by the IPV rule."""
         counts = self.frame[LABEL_ORIGIN].fillna("desconhecida").value_counts()
@@ -127,6 +150,12 @@ def scoring_frame(table: pd.DataFrame, year: int | None = None) -> pd.DataFrame:
     frame = model_frame(table)
     year = int(frame["ano"].max()) if year is None else year
     return frame[frame["ano"] == year].reset_index(drop=True)
+
+
+def cohorts(table: pd.DataFrame) -> dict[int, pd.DataFrame]:
+    """Model inputs of every student of each cycle (what a roster of that cycle scores)."""
+    frame = model_frame(table)
+    return {int(str(year)): rows.reset_index(drop=True) for year, rows in frame.groupby("ano")}
 
 
 def single_feature_auc(values: pd.Series, y: np.ndarray, min_rows: int = 30) -> float | None:

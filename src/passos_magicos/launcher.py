@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from passos_magicos import registry
+from passos_magicos.monitoring.realised import realised_stage
 from passos_magicos.progress import Echo
 from passos_magicos.settings import Settings
 from passos_magicos.training.packaging import export_registered
@@ -120,7 +121,12 @@ def run_everything(settings: Settings, data_uris: list[str], echo: Echo) -> int:
     admin_token = os.environ.get("ADMIN_RELOAD_TOKEN") or local_secret(
         settings.DATA_DIR / "admin-token"
     )
-    outcome = run_training(settings, data_uris, echo=echo)
+    outcome = run_training(
+        settings,
+        data_uris,
+        echo=echo,
+        on_loaded=lambda dataset, tick: realised_stage(settings, dataset, tick),
+    )
     promote_first_run(settings, outcome.version, echo)
 
     children: list[subprocess.Popen[bytes]] = []

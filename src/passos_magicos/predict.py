@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from passos_magicos.training.packaging import conform_inputs, load_classifier, r
 
 OUTPUT_COLUMNS = ("aluno_id", "ano", "probabilidade_pv", "pv_previsto", "modelo_versao")
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ResolvedModel:
@@ -26,6 +29,7 @@ class ResolvedModel:
     version: str
     source: str  # "mlflow" | "local"
     alias: str | None = None
+    name: str | None = None  # registered model name (None: MLFLOW_MODEL_NAME)
 
 
 def resolve_model(settings: Settings, model_uri: str | None = None) -> ResolvedModel:
@@ -37,8 +41,13 @@ def resolve_model(settings: Settings, model_uri: str | None = None) -> ResolvedM
                 f"nenhum modelo local em {settings.local_model_dir}; rode `passos-magicos train`"
             )
     if model_uri is not None and not model_uri.startswith("models:/"):
-        local_version = str(read_local_metadata(Path(model_uri)).get("version", "local"))
-        return ResolvedModel(uri=model_uri, version=local_version, source="local")
+        metadata = read_local_metadata(Path(model_uri))
+        return ResolvedModel(
+            uri=model_uri,
+            version=str(metadata.get("version", "local")),
+            source="local",
+            name=str(metadata.get("model_name", settings.MLFLOW_MODEL_NAME)),
+        )
 
     client = registry.configure(settings)
     name: str = settings.MLFLOW_MODEL_NAME
@@ -63,6 +72,7 @@ def resolve_model(settings: Settings, model_uri: str | None = None) -> ResolvedM
         version=version,
         source="mlflow",
         alias=alias,
+        name=name,
     )
 
 
@@ -91,7 +101,54 @@ def predict_file(
     classifier, _ = load_classifier(resolved.uri)
     scored = score(dataset, classifier, resolved.version)
     write_csv(scored, output)
+    record_roster(settings, scored, resolved, float(classifier.threshold), dataset.digest)
     return scored, resolved, dataset
+
+
+def record_roster(
+    settings: Settings,
+    scored: pd.DataFrame,
+    resolved: ResolvedModel,
+    threshold: float,
+    dataset_digest: str | None,
+) -> int:
+    """Keep the scored roster in the monitoring store, so that its realised performance can be
+    measured once the next cycle arrives (`passos-magicos evaluate`). Ids only, never names.
+    A store that cannot be written costs a warning, not the predictions already written."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from passos_magicos.performance_history import PerformanceHistory, RosterRow
+
+    rows = [
+        RosterRow(str(student), int(cycle), float(probability), bool(flag))
+        for student, cycle, probability, flag in zip(
+            scored["aluno_id"],
+            scored["ano"],
+            scored["probabilidade_pv"],
+            scored["pv_previsto"],
+            strict=True,
+        )
+    ]
+    try:
+        history = PerformanceHistory(settings.monitoring_store_url)
+        try:
+            return history.record_roster(
+                modelo=resolved.name or settings.MLFLOW_MODEL_NAME,
+                versao=resolved.version,
+                fonte=resolved.source,
+                limiar=threshold,
+                rows=rows,
+                dataset_sha256=dataset_digest,
+            )
+        finally:
+            history.dispose()
+    except (SQLAlchemyError, OSError) as exc:
+        logger.warning(
+            "lista pontuada não registrada no histórico de monitoramento (%s): a avaliação do "
+            "desempenho realizado não a verá",
+            type(exc).__name__,
+        )
+        return 0
 
 
 def write_csv(frame: pd.DataFrame, output: str) -> None:

@@ -269,7 +269,7 @@ def evaluate_gate(
     elif candidate.test_year is not None and BACKTEST_TAG.format(year=candidate.test_year) in tags:
         verdict.production_value = float(tags[BACKTEST_TAG.format(year=candidate.test_year)])
         verdict.comparison = (
-            "backtest_mesmo_ano_mesmos_dados"
+            "mesma_avaliacao"
             if tags.get("eval.key") == candidate.evaluation_key
             else "backtest_mesmo_ano"
         )

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     MONITOR_MIN_SAMPLES: int = Field(default=200, ge=10)  # below: "dados insuficientes"
     MONITOR_ALPHA: float = Field(default=0.01, gt=0, lt=1)  # family-wise, per model version
     MONITOR_REPORT_DIR: Path = Path("logs/monitoring")
+    # Realised performance (`passos-magicos evaluate`, once cycle t+1 outcomes arrive): alert
+    # when the ROC-AUC of a version's predictions for cycle t falls below this floor.
+    REALISED_MIN_ROC_AUC: float = Field(default=0.70, ge=0.0, le=1.0)
     # The API the job (class distribution via /metrics) and the dashboard talk to.
     API_URL: str = "http://127.0.0.1:8000"
     API_TOKEN: SecretStr | None = None  # client token; default: the first of API_TOKENS

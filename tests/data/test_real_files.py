@@ -27,9 +27,10 @@ def test_wide_csv_2020_2022(csv_dataset: Dataset) -> None:
     # 728 / 686 / 862 students with INDE; 2020 loses the junk row and the 24 phase-8 students.
     assert report.rows_by_year == {2020: 703, 2021: 686, 2022: 862}
     assert dict(report.dropped) == {("codigos_invalidos", 2020): 1, ("fase_sem_pv", 2020): 24}
-    assert report.pv_by_year[2020] == {"sim": 94, "nao": 607, "sem_rotulo": 2}
-    assert report.pv_by_year[2021] == {"sim": 108, "nao": 576, "sem_rotulo": 2}  # two #NULO!
-    assert report.pv_by_year[2022] == {"sim": 113, "nao": 749, "sem_rotulo": 0}
+    # The two unlabelled students of 2020 and of 2021 have IPV 0: not assessed, no label.
+    assert report.pv_by_year[2020] == {"sim": 94, "nao": 607, "sem_rotulo": 2, "derivado": 0}
+    assert report.pv_by_year[2021] == {"sim": 108, "nao": 576, "sem_rotulo": 2, "derivado": 0}
+    assert report.pv_by_year[2022] == {"sim": 113, "nao": 749, "sem_rotulo": 0, "derivado": 0}
     table = dataset.table
     assert "ALUNO-1259" not in set(table.loc[table["ano"] == 2020, "aluno_id"])
     assert table["fase"].between(0, 7).all()
@@ -59,8 +60,10 @@ def test_workbook_2022_2024(xlsx_dataset: Dataset) -> None:
         ("sem_avaliacao", 2023): 13,
         ("fase_sem_pv", 2024): 102,  # phase 8 and the phase-9 `INCLUIR` placeholders
     }
-    assert report.pv_by_year[2022] == {"sim": 113, "nao": 747, "sem_rotulo": 0}
-    assert report.pv_by_year[2023]["sem_rotulo"] == 938  # Atingiu PV is empty after 2022
+    assert report.pv_by_year[2022] == {"sim": 113, "nao": 747, "sem_rotulo": 0, "derivado": 0}
+    # Atingiu PV is empty after 2022: every label of 2023 and 2024 is derived by the IPV rule.
+    assert report.pv_by_year[2023] == {"sim": 133, "nao": 805, "sem_rotulo": 0, "derivado": 938}
+    assert report.pv_by_year[2024] == {"sim": 152, "nao": 902, "sem_rotulo": 0, "derivado": 1054}
     table = dataset.table
     assert set(table["genero"].dropna()) == {"Feminino", "Masculino"}
     assert table.loc[table["ano"] == 2023, "idade"].between(5, 30).all()  # dates recovered

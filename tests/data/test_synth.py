@@ -21,7 +21,7 @@ from passos_magicos.data.schema import INDE_WEIGHTS, INDICATORS, MAX_FASE_PV
 from passos_magicos.data.storage import SourceFile
 from passos_magicos.data.synth import render_synthetic
 from passos_magicos.features import build_transitions
-from passos_magicos.training.evaluation import evaluate_out_of_time
+from passos_magicos.training.backtest import backtest_year
 
 # Facts of the real files (PRODUCT.md): PV thresholds and per-file row counts for 1,349 students.
 PV_THRESHOLD = {2020: 8.667, 2021: 9.0, 2022: 8.375}
@@ -144,7 +144,11 @@ def test_workbook_loads_with_the_real_counts_and_drop_reasons(both_dataset: Data
         assert within(report.rows_by_year[year], REAL_ROWS[year], WORKBOOK_STUDENTS), year
         assert report.dropped[("fase_sem_pv", year)] >= 25  # phase 8 and `INCLUIR` rows
     assert report.dropped[("sem_avaliacao", 2023)] >= 3
-    assert report.pv_by_year[2023]["sem_rotulo"] == report.rows_by_year[2023]  # no labels
+    # Like the real workbook, no PV after 2022: the loader derives every one by the IPV rule.
+    assert report.pv_by_year[2023]["derivado"] == report.rows_by_year[2023]
+    assert report.pv_by_year[2024]["sem_rotulo"] == 0
+    rates = {y: report.pv_by_year[y]["sim"] / report.rows_by_year[y] for y in (2023, 2024)}
+    assert all(0.10 <= rate <= 0.19 for rate in rates.values()), rates  # real: 14.2 / 14.4 %
     assert any("sem coluna IPP" in note for note in report.notes)
 
 
@@ -275,9 +279,22 @@ def test_workbook_quirks(xlsx_bytes: bytes) -> None:
 
 def test_out_of_time_signal_passes_the_quality_gate(csv_dataset: Dataset) -> None:
     transitions = build_transitions(csv_dataset.table)
-    evaluation = evaluate_out_of_time("logistic_regression", transitions, 5, 42)
-    assert 0.75 <= evaluation.model["roc_auc"] <= 0.92  # real data: 0.838
-    assert evaluation.test_year == 2022
+    year = backtest_year(transitions, 2022, "logistic_regression", 5, 42, replicates=200)
+    assert 0.75 <= year.figures()["roc_auc"].value <= 0.92  # real data: 0.824
+    assert year.train_years == [2021]
+
+
+def test_workbook_can_carry_the_rule_labels_of_2023_and_2024() -> None:
+    written = render_synthetic(students=WORKBOOK_STUDENTS, seed=5, fmt="xlsx", later_pv="regra")
+    labels = sheets(written)
+    assert set(labels["PEDE2024"]["Atingiu PV"].dropna()) == {"Sim", "Não"}
+    dataset = build_dataset([source("com-pv.xlsx", written)])
+    report = dataset.report
+    assert report.pv_by_year[2024]["derivado"] == 0  # written labels count as the file's own
+    rules = {rule.ano: rule for rule in report.pv_rule}
+    for year in (2023, 2024):  # and they are the rule's: the loader's recomputation agrees
+        assert rules[year].discordam <= 2, rules[year]
+        assert rules[year].concordam >= 0.99 * report.rows_by_year[year]
 
 
 # ---------------------------------------------------------------------------------------------

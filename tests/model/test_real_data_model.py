@@ -1,50 +1,147 @@
-"""On the real PEDE data: honest out-of-time figures, beside the baselines, in MLflow."""
+"""On the real PEDE files: every cycle, honestly — the rolling-origin backtest per year beside
+the baselines, the label rate, and what lands in MLflow and the model card."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
 import pytest
+from mlflow.artifacts import download_artifacts
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from passos_magicos.cli import app
 from passos_magicos.data.dataset import load_dataset
-from passos_magicos.features import build_transitions
+from passos_magicos.features import build_transitions, cohorts
 from passos_magicos.settings import get_settings
-from passos_magicos.training.evaluation import evaluate_out_of_time
+from passos_magicos.training.backtest import Backtest, run_backtest
 
 pytestmark = [pytest.mark.real_data, pytest.mark.slow]
 
+REPLICATES = 500
 
-def test_default_pipeline_out_of_time_on_2021_2022(isolated: Path, real_csv: Path) -> None:
-    result = CliRunner().invoke(app, ["train", "--data", str(real_csv), "--json"])
+
+@pytest.fixture(scope="module")
+def backtest(real_csv: Path, real_xlsx: Path) -> Backtest:
+    table = load_dataset([str(real_csv), str(real_xlsx)]).table
+    transitions = build_transitions(table)
+    result = run_backtest(
+        transitions, "auto", folds=5, seed=42, replicates=REPLICATES, cohorts=cohorts(table)
+    )
+    assert result is not None
+    return result
+
+
+def test_backtest_covers_every_checkable_cycle(backtest: Backtest) -> None:
+    rows = {year.label: year for year in backtest.years}
+    assert list(rows) == ["2021→2022", "2022→2023", "2023→2024"]
+    assert (rows["2021→2022"].n, rows["2021→2022"].positives) == (457, 71)
+    assert rows["2021→2022"].label_origins == {"oficial": 457}
+    assert rows["2023→2024"].label_origins == {"derivado": rows["2023→2024"].n}
+    assert rows["2023→2024"].n >= 650
+
+
+def test_no_year_is_worse_than_the_plain_logistic_regression(backtest: Backtest) -> None:
+    for year in backtest.years:
+        assert year.comparison("logistica_simples").verdict != "perde", year.label
+        assert year.comparison("ipv_t").verdict != "perde", year.label
+
+
+def test_flagged_share_stays_near_the_real_pv_rate(backtest: Backtest) -> None:
+    for year in backtest.years:
+        assert abs(year.predicted_rate() - year.real_rate) <= 0.05, year.label
+        # The cut is set on the whole roster of cycle t (the students who left included).
+        assert 0.09 <= year.thresholds["modelo"] <= 0.6
+
+
+def test_estimate_before_outcomes_is_reported_beside_the_realised_figure(
+    backtest: Backtest,
+) -> None:
+    for year in backtest.years:
+        estimated, realised = year.estimated["roc_auc"], year.figures()["roc_auc"]
+        assert estimated.low <= estimated.value <= estimated.high
+        assert abs(estimated.value - realised.value) < 0.1, year.label
+
+
+def test_training_on_every_cycle_logs_the_backtest(
+    isolated: Path, real_csv: Path, real_xlsx: Path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["train", "--data", str(real_csv), "--data", str(real_xlsx), "--json"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
+    # The production model learnt from 2023→2024.
+    assert summary["backtest"]["anos"][-1]["transicao"] == "2023→2024"
     metrics = summary["metricas"]
-    assert metrics["oot_roc_auc"] >= 0.80
-    # The baselines are computed on the same split and reported beside the model.
-    assert metrics["oot_baseline_ipv_t_roc_auc"] == pytest.approx(0.79, abs=0.02)
-    assert metrics["oot_baseline_pv_t_roc_auc"] == pytest.approx(0.655, abs=0.02)
-    assert metrics["oot_roc_auc"] > metrics["oot_baseline_ipv_t_roc_auc"]
-    assert summary["aprovado"] is True
+    assert metrics["oot_roc_auc"] == metrics["bt_2024_modelo_roc_auc"]
+    assert metrics["oot_baseline_inde_t_roc_auc"] == pytest.approx(0.755, abs=0.005)
+    assert summary["aprovado"] is True, summary["portao"]
 
-    run = MlflowClient(get_settings().tracking_uri).get_run(summary["run_id"])
-    logged = run.data.metrics
-    assert logged["oot_roc_auc"] == pytest.approx(metrics["oot_roc_auc"])
-    for name in ("ipv_t", "pv_t", "logistica_simples"):
-        assert f"oot_baseline_{name}_roc_auc" in logged
-        assert f"oot_baseline_{name}_pr_auc" in logged
-    assert logged["drop_codigos_invalidos"] == 1
-    assert logged["drop_fase_sem_pv"] == 24
-    assert run.data.tags["dataset_sha256"] == summary["dataset_sha256"]
+    client = MlflowClient(get_settings().tracking_uri)
+    run = client.get_run(summary["run_id"])
+    assert run.data.params["label_years"] == "2021,2022,2023,2024"
+    assert "2024:681 derivado" in run.data.params["labels.origins"]
+    for year in (2022, 2023, 2024):
+        assert f"bt_{year}_modelo_roc_auc_ic_inf" in run.data.metrics
+        assert f"bt_{year}_dif_inde_t_roc_auc_ic_sup" in run.data.metrics
+    document = json.loads(
+        Path(
+            download_artifacts(run_id=summary["run_id"], artifact_path="backtest/backtest.json")
+        ).read_text()
+    )
+    verdict = document["anos"][-1]["comparacoes"]["inde_t"]["roc_auc"]["veredito"]
+    card = Path(
+        download_artifacts(run_id=summary["run_id"], artifact_path="model_card.md")
+    ).read_text()
+    assert "## Backtest por ano" in card and document["resumo"] in card
+    word = {
+        "supera": "supera o INDE_t",
+        "empata": "empata com o INDE_t",
+        "perde": "perde para o INDE_t",
+    }
+    assert word[verdict] in document["resumo"]
+    tags = client.get_model_version(get_settings().MLFLOW_MODEL_NAME, summary["versao"]).tags
+    assert tags["bt.newest.inde_t_verdict"] == verdict
+    assert float(tags["bt.2024.roc_auc"]) == pytest.approx(metrics["oot_roc_auc"], abs=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["random_forest", "logistic_regression"])
-def test_each_model_clears_the_floor_out_of_time(real_csv: Path, kind: str) -> None:
-    transitions = build_transitions(load_dataset([str(real_csv)]).table)
-    evaluation = evaluate_out_of_time(kind, transitions, folds=5, seed=42)
-    assert evaluation.test_year == 2022 and evaluation.n_test == 457
-    assert evaluation.model["roc_auc"] >= 0.80
-    assert evaluation.model["roc_auc"] > evaluation.baselines["ipv_t"]["roc_auc"]
+def _without_2022(real_csv: Path, folder: Path) -> Path:
+    reader = csv.reader(io.StringIO(real_csv.read_text(encoding="utf-8")), delimiter=";")
+    rows = list(reader)
+    keep = [i for i, name in enumerate(rows[0]) if not name.endswith("_2022")]
+    path = folder / "pede-2020-2021.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter=";")
+        writer.writerows([[row[i] for i in keep] for row in rows])
+    return path
+
+
+def test_trained_before_2022_it_ranks_2022_like_the_plain_regression(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, real_csv: Path, backtest: Backtest
+) -> None:
+    """The CSV with every `_2022` column removed: `auto` chooses on 2020→2021 alone, then the
+    2021 students are scored against their 2022 outcomes (what the backtest's first year does)."""
+    monkeypatch.setenv("MLFLOW_ENABLED", "false")
+    monkeypatch.setenv("MODEL_SOURCE", "local")
+    older = _without_2022(real_csv, isolated)
+    trained = CliRunner().invoke(app, ["train", "--data", str(older), "--json"])
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["backtest"] is None  # one transition: grouped CV only
+    scored = isolated / "2021.csv"
+    predicted = CliRunner().invoke(app, ["predict", "--data", str(older), "--output", str(scored)])
+    assert predicted.exit_code == 0, predicted.output
+
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    outcomes = load_dataset([str(real_csv)]).table
+    outcomes = outcomes[outcomes["ano"] == 2022][["aluno_id", "pv"]].dropna()
+    joined = pd.read_csv(scored).merge(outcomes, on="aluno_id")
+    assert len(joined) == 457
+    auc = roc_auc_score(joined["pv"].astype(bool), joined["probabilidade_pv"])
+    plain = backtest.years[0].figures("logistica_simples")["roc_auc"].value
+    assert auc >= plain - 1e-9, (auc, plain)  # the plain regression: 0.818

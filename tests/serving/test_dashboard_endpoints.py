@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -15,12 +17,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from passos_magicos.alerts.history import AlertHistory
+from passos_magicos.data.dataset import build_dataset
+from passos_magicos.data.storage import SourceFile
+from passos_magicos.data.synth import render_synthetic
 from passos_magicos.feature_store.offline import read_offline, write_offline
 from passos_magicos.feature_store.online import OnlineStore
+from passos_magicos.features import build_transitions
 from passos_magicos.monitoring.drift import FeatureDrift, PositiveRate, VersionDrift
 from passos_magicos.monitoring.job import Check, insufficient, version_checks
 from passos_magicos.monitoring.window import VersionWindow
 from passos_magicos.serving.versions import RegistryReader
+from passos_magicos.training.packaging import BACKTEST_FILE
 from tests.serving.conftest import AUTH, free_port, settings_for
 
 MODEL = "passos-magicos-ponto-virada"
@@ -366,6 +373,85 @@ def test_model_versions_from_the_registry(make_client: Any, registered: str) -> 
     assert v7["referencias"] == {"oot_baseline_ipv_t_roc_auc": 0.77}
     assert v7["tipo"] == "random_forest" and v7["criada_em"].endswith("+00:00")
     assert body["em_uso"]["versao"] == "7"
+
+
+# -- GET /model/backtest -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def backtest_document() -> dict[str, Any]:
+    """A real rolling-origin backtest (synthetic 2020-2022: one test year, 2021→2022), as
+    training writes it beside the model."""
+    from passos_magicos.training.backtest import run_backtest
+    from passos_magicos.training.report import newest_year_statement
+
+    content = render_synthetic(students=500, seed=3)
+    dataset = build_dataset([SourceFile("s.csv", "s.csv", content)])
+    backtest = run_backtest(
+        build_transitions(dataset.table), "compact_logistic", folds=3, seed=0, replicates=100
+    )
+    assert backtest is not None
+    return backtest.as_dict() | {
+        "resumo": newest_year_statement(backtest),
+        "modelo_final": "compact_logistic",
+    }
+
+
+def test_model_backtest_serves_the_models_table(
+    make_client: Any, served_root: Path, tmp_path: Path, backtest_document: dict[str, Any]
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(served_root / "models", models)
+    (models / "ponto-virada" / BACKTEST_FILE).write_text(json.dumps(backtest_document))
+    client = make_client(MODELS_DIR=models)
+
+    response = client.get("/model/backtest")  # aggregate figures: no token, like /model/info
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["nome"], body["versao"], body["modelo_final"]) == (MODEL, "7", "compact_logistic")
+    assert body["resumo"] == backtest_document["resumo"] and "INDE_t" in body["resumo"]
+    assert body["regra_escolha"] is None  # absent from the document: null, not an error
+    assert set(body["referencias"]) == {"inde_t", "ipv_t", "logistica_simples"}
+    (year,) = body["anos"]
+    (expected,) = backtest_document["anos"]
+    assert year["transicao"] == "2021→2022" == expected["transicao"]
+    assert (year["n"], year["positivos"]) == (expected["n"], expected["positivos"])
+    assert set(year["metricas"]) == {"modelo", "inde_t", "ipv_t", "logistica_simples"}
+    for name, figures in year["metricas"].items():
+        assert set(figures) >= {"roc_auc", "pr_auc", "brier", "recall_top15", "recall_top25"}
+        roc = figures["roc_auc"]
+        assert roc == pytest.approx(expected["metricas"][name]["roc_auc"])
+        assert roc["ic_inf"] <= roc["valor"] <= roc["ic_sup"]
+    for comparison in year["comparacoes"].values():
+        roc = comparison["roc_auc"]
+        rule = "supera" if roc["ic_inf"] > 0 else "perde" if roc["ic_sup"] < 0 else "empata"
+        assert roc["veredito"] == rule
+    assert year["estimado"]["roc_auc"]["valor"] is not None
+    assert sum(point["n"] for point in year["confiabilidade"]) == year["n"]
+    # The OpenAPI schema describes the body (typed response model).
+    schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/model/backtest"]["get"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/BacktestModelo"
+    }
+    assert "anos" in schema["components"]["schemas"]["BacktestModelo"]["properties"]
+
+
+def test_model_backtest_is_404_when_the_model_has_none(client: TestClient) -> None:
+    response = client.get("/model/backtest")
+    assert response.status_code == 404
+    detail = response.json()["detail"]
+    assert "v7" in detail and "não tem backtest" in detail and "uma só transição" in detail
+
+
+def test_model_backtest_of_an_unknown_format_is_404_not_500(
+    make_client: Any, served_root: Path, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(served_root / "models", models)
+    (models / "ponto-virada" / BACKTEST_FILE).write_text(json.dumps({"anos": [{"x": 1}]}))
+    response = make_client(MODELS_DIR=models).get("/model/backtest")
+    assert response.status_code == 404 and "formato" in response.json()["detail"]
 
 
 # -- authentication ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_the_api_follows_the_production_alias(isolated: Path) -> None:
     data = isolated / "pede.csv"
     data.write_bytes(synthetic_csv(seed=3))
-    cli("train", "--data", str(data), "--model", "logistic_regression")
+    cli("train", "--data", str(data), "--model", "compact_logistic")
     cli("promote")
     base = get_settings()
     settings = settings_for(
@@ -36,7 +36,7 @@ def test_the_api_follows_the_production_alias(isolated: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert client.get("/model/info").json()["versao"] == "1"
-        cli("train", "--data", str(data), "--model", "random_forest")
+        cli("train", "--data", str(data), "--model", "hist_gradient_boosting")
         cli("promote")  # v2 → @production; nobody calls /admin/reload-model
         deadline = time.monotonic() + 60
         while client.get("/model/info").json()["versao"] != "2":
@@ -44,4 +44,4 @@ def test_the_api_follows_the_production_alias(isolated: Path) -> None:
             time.sleep(0.3)
         answer = client.post("/predict", json=RECORD, headers=AUTH).json()
         assert answer["modelo"]["versao"] == "2" and answer["modelo"]["fonte"] == "mlflow"
-        assert client.get("/model/info").json()["tipo"] == "random_forest"
+        assert client.get("/model/info").json()["tipo"] == "hist_gradient_boosting"

@@ -120,3 +120,25 @@ def test_leakage_guard_passes_honest_features_and_reports_their_auc() -> None:
     aucs = check_leakage(transitions, auc_limit=0.98)
     assert set(aucs) <= set(MODEL_INPUTS)
     assert max(aucs.values()) < 0.98
+
+
+def test_coverage_flags_an_input_absent_in_a_whole_cycle() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from passos_magicos.features import LABEL, TransitionSet
+
+    frame = pd.DataFrame(
+        {
+            "aluno_id": ["a", "b", "c", "d"],
+            "ano": [2021, 2021, 2022, 2022],
+            "ano_alvo": [2022, 2022, 2023, 2023],
+            "ipv": [8.0, 7.0, 9.0, 6.0],
+            "idade": [np.nan, np.nan, 12.0, 13.0],  # never recorded in 2021
+            "ipv_anterior": [np.nan, np.nan, 8.0, np.nan],  # the first cycle has no previous
+            LABEL: [1, 0, 1, 0],
+        }
+    )
+    transitions = TransitionSet(frame, ("ipv", "idade", "ipv_anterior"))
+    assert transitions.coverage()[2023] == {"ipv": 1.0, "idade": 1.0, "ipv_anterior": 0.5}
+    assert transitions.absent_inputs() == {2022: ["idade"]}

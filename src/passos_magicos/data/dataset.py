@@ -53,6 +53,9 @@ class LoadReport:
     files: list[FileSummary] = field(default_factory=list)
     dropped: Counter[tuple[str, int]] = field(default_factory=Counter)
     linked_students: int = 0
+    # CSV id → workbook id of the linked students (ALUNO-n → RA-m): predictions stored under
+    # the CSV id still find the student's later cycles.
+    linked_ids: dict[str, str] = field(default_factory=dict)
     merged_records: int = 0
     notes: list[str] = field(default_factory=list)
     rows_by_year: dict[int, int] = field(default_factory=dict)
@@ -200,6 +203,7 @@ def _link_csv_to_workbook(table: pd.DataFrame, report: LoadReport) -> pd.DataFra
     pairs = pairs[agree.fillna(False).astype(bool)]
     mapping = dict(zip(pairs["aluno_id_csv"], pairs["aluno_id_xlsx"], strict=True))
     report.linked_students = len(mapping)
+    report.linked_ids = {str(k): str(v) for k, v in mapping.items()}
     report.notes.append(
         f"{len(mapping)} de {len(csv_2022)} alunos de 2022 do CSV vinculados ao XLSX pelo ranking "
         "geral (CG) de 2022"
@@ -260,18 +264,23 @@ def _summarise(table: pd.DataFrame, report: LoadReport) -> None:
 def resolve_data_uris(
     given: Sequence[str] | None, default_path: str | None, data_dir: Path, students: int, seed: int
 ) -> list[str]:
-    """The files to use: those given, else PEDE_DATA_PATH, else the embedded synthetic data
-    (generated once under DATA_DIR, deterministic for the seed)."""
+    """The files to use: those given, else PEDE_DATA_PATH, else the embedded synthetic data —
+    the 2020-2022 CSV and the 2022-2024 workbook of one population (cycles 2020-2024, PV after
+    2022 derived by the IPV rule, like the real files), generated once under DATA_DIR,
+    deterministic for the seed."""
     if given:
         return list(given)
     if default_path:
         return [part.strip() for part in default_path.split(",") if part.strip()]
     from passos_magicos.data.synth import render_synthetic
 
-    path = data_dir / "synthetic" / f"pede-sintetico-{students}-seed{seed}.csv"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".tmp")
-        partial.write_bytes(render_synthetic(students=students, seed=seed, fmt="csv"))
-        partial.replace(path)
-    return [str(path)]
+    paths = []
+    for fmt in ("csv", "xlsx"):
+        path = data_dir / "synthetic" / f"pede-sintetico-{students}-seed{seed}.{fmt}"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".tmp")
+            partial.write_bytes(render_synthetic(students=students, seed=seed, fmt=fmt))
+            partial.replace(path)
+        paths.append(str(path))
+    return paths

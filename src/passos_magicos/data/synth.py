@@ -638,6 +638,9 @@ def _population(students: int, seed: int) -> pd.DataFrame:
 
 
 Format = Literal["csv", "xlsx"]
+LaterPv = Literal["vazio", "regra"]
+"""`Atingiu PV` of the 2023-2024 sheets: empty like the real workbook, or written by the IPV
+rule (as a future workbook that publishes them would be)."""
 
 
 def render_synthetic(
@@ -646,6 +649,7 @@ def render_synthetic(
     seed: int = 42,
     fmt: Format = "csv",
     years: Sequence[int] | None = None,
+    later_pv: LaterPv = "vazio",
 ) -> bytes:
     """A synthetic PEDE file: the wide 2020-2022 CSV or the 2022-2024 workbook.
 
@@ -653,7 +657,7 @@ def render_synthetic(
     2023-2024 newcomers scale with it. `years` limits the CSV year blocks (subset of
     2020-2022; the other years' columns are left out) or the workbook sheets (subset of
     2022-2024). Both formats of one (students, seed) describe the same population. Same
-    arguments, same bytes.
+    arguments, same bytes. `later_pv` fills (or not) the workbook's 2023-2024 PV.
     """
     if students < MIN_STUDENTS:
         raise ValueError(f"students deve ser pelo menos {MIN_STUDENTS}")
@@ -661,7 +665,7 @@ def render_synthetic(
     if fmt == "csv":
         return _render_csv(panel, _check_years(years, CSV_YEARS))
     if fmt == "xlsx":
-        return _render_xlsx(panel, _check_years(years, XLSX_YEARS))
+        return _render_xlsx(panel, _check_years(years, XLSX_YEARS), later_pv)
     raise ValueError(f"formato desconhecido: {fmt!r} (use 'csv' ou 'xlsx')")
 
 
@@ -1198,8 +1202,30 @@ def _later_birth(r: Any, year: int) -> tuple[Cell, Cell]:
     return data, age
 
 
+def _rule_thresholds(panel: pd.DataFrame) -> dict[int, float]:
+    """The PV rule per later year: mean + 1 SD (ddof=1) of the assessed students' IPV."""
+    thresholds = {}
+    for year in XLSX_YEARS[1:]:
+        rows = panel[(panel["ano"] == year) & (panel["tipo"] == "regular") & panel["in_xlsx"]]
+        rows = rows[rows["quirk"] != "sem_avaliacao"]
+        ipv = pd.to_numeric(rows["ipv"], errors="coerce")
+        ipv = ipv[ipv > 0]
+        thresholds[year] = float(ipv.mean() + ipv.std(ddof=1))
+    return thresholds
+
+
+def _later_pv_cell(r: Any, year: int, thresholds: dict[int, float] | None) -> str | None:
+    if thresholds is None or r.tipo != "regular" or not (float(r.ipv) > 0):
+        return None
+    return "Sim" if float(r.ipv) >= thresholds[year] else "Não"
+
+
 def _sheet_later(
-    cal: Calibration, r: Any, year: int, history: dict[tuple[int, int], Any]
+    cal: Calibration,
+    r: Any,
+    year: int,
+    history: dict[tuple[int, int], Any],
+    thresholds: dict[int, float] | None = None,
 ) -> list[Cell]:
     sid = int(r.sid)
     fase, turma = _fase_label(r, year)
@@ -1235,7 +1261,7 @@ def _sheet_later(
         values["ida"],
         *(values[k] for k in ("mat", "por", "ing")),
         None,  # Indicado
-        None,  # Atingiu PV: no labels after 2022
+        _later_pv_cell(r, year, thresholds) if values["ipv"] != "#N/A" else None,
         values["ipv"],
         _num(r.ian),
         NIVEL_IDEAL[2023][int(r.fase_ideal)],
@@ -1251,9 +1277,10 @@ def _sheet_later(
     return row
 
 
-def _render_xlsx(panel: pd.DataFrame, years: tuple[int, ...]) -> bytes:
+def _render_xlsx(panel: pd.DataFrame, years: tuple[int, ...], later_pv: LaterPv) -> bytes:
     cal = _calibration()
     history = _history(panel)
+    thresholds = _rule_thresholds(panel) if later_pv == "regra" else None
     workbook = Workbook(write_only=True)
     fixed = dt.datetime(2024, 1, 1)
     workbook.properties.created = fixed
@@ -1269,7 +1296,7 @@ def _render_xlsx(panel: pd.DataFrame, years: tuple[int, ...]) -> bytes:
             if year == 2022:
                 cells = _sheet_2022(cal, r, history)
             else:
-                cells = _sheet_later(cal, r, year, history)
+                cells = _sheet_later(cal, r, year, history, thresholds)
             if len(cells) != len(header):
                 raise AssertionError(f"PEDE{year}: {len(cells)} células, {len(header)} colunas")
             sheet.append(cells)

@@ -77,11 +77,14 @@ def build_reference(
     scores: NDArray[np.float64],
     threshold: float,
     model_name: str,
+    positive_rate: float | None = None,
 ) -> dict[str, Any]:
     """The profile of a model trained on `features`, whose out-of-sample scores are `scores`.
 
     Out-of-fold scores stand for what the model gives students it has not seen, which is what
     it does in production (in-sample scores of a forest would be too confident).
+    `positive_rate`: the flagged share expected in production (the label threshold is set on
+    the cycle being scored); default: the share of `scores` at or above `threshold`.
     """
     profile: dict[str, Any] = {}
     for name in features.columns:
@@ -100,7 +103,13 @@ def build_reference(
         "limiar": float(threshold),
         "features": profile,
         "score": numeric_profile(valid),
-        "taxa_positiva": float(np.mean(valid >= threshold)) if valid.size else None,
+        "taxa_positiva": (
+            positive_rate
+            if positive_rate is not None
+            else float(np.mean(valid >= threshold))
+            if valid.size
+            else None
+        ),
     }
 
 

@@ -17,6 +17,7 @@ from passos_magicos.alerts.history import AlertHistory
 from passos_magicos.alerts.slack import SlackSender
 from passos_magicos.feature_store.history import OfflineHistory
 from passos_magicos.feature_store.online import CachedOnlineFeatures, OnlineStore
+from passos_magicos.performance_history import PerformanceHistory
 from passos_magicos.serving import errors
 from passos_magicos.serving.deps import AppState
 from passos_magicos.serving.metrics import SharedLogMetrics
@@ -30,6 +31,7 @@ from passos_magicos.serving.routers import (
     metrics,
     model,
     monitoring,
+    performance,
     predict,
     students,
 )
@@ -61,6 +63,11 @@ TAGS = [
     {"name": "alunos", "description": "Histórico de cada aluno em todos os ciclos"},
     {"name": "métricas", "description": "Métricas de serving a partir do log compartilhado"},
     {"name": "monitoramento", "description": "Execuções do job de monitoramento (drift)"},
+    {
+        "name": "desempenho",
+        "description": "Como o modelo se saiu quando os desfechos chegaram, e o que se espera "
+        "da turma pontuada agora",
+    },
     {"name": "alertas", "description": "Monitoramento e alertas no Slack"},
     {"name": "administração", "description": "Recarga do modelo"},
 ]
@@ -83,6 +90,7 @@ def build_state(settings: Settings) -> AppState:
         slack=SlackSender.from_settings(settings),
         history=OfflineHistory(settings.offline_store_dir),
         registry=RegistryReader(settings),
+        performance=PerformanceHistory(settings.monitoring_store_url),
     )
 
 
@@ -107,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.prediction_log.close()
             state.store.dispose()
             state.alerts.dispose()
+            state.performance.dispose()
 
     app = FastAPI(
         title="Passos Mágicos — Ponto de Virada",
@@ -134,7 +143,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, errors.validation_error)
     app.add_exception_handler(HTTPException, errors.http_error)
     app.add_exception_handler(Exception, errors.internal_error)
-    routers = (health, model, predict, students, features, metrics, monitoring, admin, alerts)
+    routers = (
+        health,
+        model,
+        predict,
+        students,
+        features,
+        metrics,
+        monitoring,
+        performance,
+        admin,
+        alerts,
+    )
     for router in routers:
         app.include_router(router.router)
     return app

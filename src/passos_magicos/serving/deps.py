@@ -12,6 +12,8 @@ from passos_magicos.alerts.history import AlertHistory
 from passos_magicos.alerts.slack import SlackSender
 from passos_magicos.feature_store.history import OfflineHistory
 from passos_magicos.feature_store.online import CachedOnlineFeatures, OnlineStore
+from passos_magicos.performance_history import PerformanceHistory
+from passos_magicos.serving.cohort import CohortEstimates
 from passos_magicos.serving.metrics import SharedLogMetrics
 from passos_magicos.serving.prediction_log import PredictionLog
 from passos_magicos.serving.runtime import LoadedModel, ModelRuntime
@@ -31,6 +33,8 @@ class AppState:
     slack: SlackSender
     history: OfflineHistory  # every cycle of every student (offline store), for the dashboard
     registry: RegistryReader  # the registry's versions (bounded, cached, never blocking)
+    performance: PerformanceHistory  # scored rosters and realised performance (monitoring store)
+    cohort: CohortEstimates = field(default_factory=CohortEstimates)  # GET /model/performance
     started_at: float = field(default_factory=time.time)
 
 

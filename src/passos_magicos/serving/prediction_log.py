@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self, TypedDict
+from typing import Any, Literal, NotRequired, Self, TypedDict
 
 import orjson
 
@@ -69,6 +69,9 @@ class PredictionRecord(TypedDict):
     ts: str  # UTC ISO 8601 with milliseconds, see `utc_timestamp`
     request_id: str
     aluno_id: str | None  # pseudonymous dataset id only, never a name
+    # Cycle t of the student record that was scored (null when the caller did not say);
+    # absent in lines written before it existed: read it with `.get("ciclo")`.
+    ciclo: NotRequired[int | None]
     endpoint: str
     modelo: str
     versao: str

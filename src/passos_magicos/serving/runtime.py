@@ -8,6 +8,7 @@ hand it half of one model and half of another.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import tempfile
@@ -34,6 +35,7 @@ from passos_magicos.serving.explain import Explainer, Factor
 from passos_magicos.settings import Settings
 from passos_magicos.training.models import PontoViradaClassifier
 from passos_magicos.training.packaging import (
+    BACKTEST_FILE,
     conform_inputs,
     download_registered,
     export_registered,
@@ -69,6 +71,8 @@ class LoadedModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     compile_difference: float | None = None
+    # The training run's per-year backtest (backtest.json); None when trained on one transition.
+    backtest: dict[str, Any] | None = field(default=None, repr=False)
 
     def predict(self, raw: Array) -> Array:
         """Calibrated probabilities for a float matrix of raw inputs (MODEL_INPUTS order)."""
@@ -88,6 +92,20 @@ def _sklearn_predict(classifier: PontoViradaClassifier, raw: Array) -> Array:
     return np.asarray(classifier.predict_proba(conform_inputs(frame, classifier.features)))
 
 
+def read_backtest(folder: Path) -> dict[str, Any] | None:
+    """The backtest beside a model copy, read at load time: with a read-only models folder the
+    copy lives in a temporary folder that is gone once the model is loaded."""
+    path = folder / BACKTEST_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        logger.warning("backtest not readable at %s: %s", path, exc)
+        return None
+    return data if isinstance(data, dict) and data else None
+
+
 def build_loaded_model(
     classifier: PontoViradaClassifier,
     metadata: dict[str, Any],
@@ -97,6 +115,7 @@ def build_loaded_model(
     alias: str | None,
     source: Source,
     uri: str,
+    backtest: dict[str, Any] | None = None,
 ) -> LoadedModel:
     compiled: CompiledModel | None = None
     difference: float | None = None
@@ -131,6 +150,7 @@ def build_loaded_model(
         explainer=Explainer(predict, medians[: len(CURRENT_NUMERIC)], pedra_median),
         metadata=metadata,
         compile_difference=difference,
+        backtest=backtest,
     )
 
 
@@ -148,6 +168,7 @@ def load_local(settings: Settings, source: Source) -> LoadedModel:
         alias=None,
         source=source,
         uri=str(path),
+        backtest=read_backtest(path),
     )
 
 
@@ -170,10 +191,12 @@ def load_registered(settings: Settings) -> LoadedModel:
         export_registered(settings, version)
         classifier, _ = load_classifier(str(settings.local_model_dir))
         metadata = read_local_metadata(settings.local_model_dir)
+        backtest = read_backtest(settings.local_model_dir)
     except OSError:  # read-only models folder: load from a temporary copy
         with tempfile.TemporaryDirectory() as tmp:
             metadata = download_registered(settings, version, Path(tmp))
             classifier, _ = load_classifier(tmp)
+            backtest = read_backtest(Path(tmp))
     return build_loaded_model(
         classifier,
         metadata,
@@ -182,6 +205,7 @@ def load_registered(settings: Settings) -> LoadedModel:
         alias=settings.model_alias,
         source="mlflow",
         uri=f"models:/{settings.MLFLOW_MODEL_NAME}/{version}",
+        backtest=backtest,
     )
 
 

@@ -97,11 +97,12 @@ def score(
     bodies, records = [], []
     for i, row in enumerate(inputs):
         aluno_id = ids[i] if ids is not None else None
+        cycle = cycles[i] if cycles is not None else None
         probability = rounded[i]
         body: dict[str, Any] = {
             "request_id": request_id,
             "aluno_id": aluno_id,
-            "ciclo": cycles[i] if cycles is not None else None,
+            "ciclo": cycle,
             "probabilidade_pv": probability,
             "pv_previsto": labels[i],
             "limiar": model.threshold,
@@ -114,6 +115,7 @@ def score(
             "ts": ts,
             "request_id": request_id,
             "aluno_id": aluno_id,
+            "ciclo": cycle,
             "endpoint": endpoint,
             "modelo": model.name,
             "versao": model.version,

@@ -12,11 +12,12 @@ share against the real PV rate; and the performance estimated from the probabili
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
+import pandas as pd
 
 from passos_magicos.features import TransitionSet
 from passos_magicos.performance import (
@@ -33,6 +34,7 @@ from passos_magicos.training.evaluation import (
     BASELINES,
     Evaluation,
     classification_metrics,
+    cohort_threshold,
     fit_baseline,
     fit_recipe,
 )
@@ -197,7 +199,11 @@ def backtest_year(
     seed: int,
     replicates: int,
     cache: FitCache | None = None,
+    cohort: pd.DataFrame | None = None,
 ) -> BacktestYear:
+    """`cohort`: the model inputs of every student of cycle T−1, the roster that would have
+    been scored (labels or not); the label threshold is set on it, as in production. Without
+    it, the test students stand in for the roster."""
     past, test = transitions.before(test_year), transitions.in_year(test_year)
     selection = None
     if kind == "auto":
@@ -206,6 +212,9 @@ def backtest_year(
     fitted = {MODEL: fit_recipe(kind, past.X, past.y, past.groups, folds, seed)[0]}
     for name in BASELINES:
         fitted[name] = fit_baseline(name, past.X, past.y, past.groups, folds, seed)
+    roster = test.X if cohort is None else cohort[list(transitions.features)]
+    for model in fitted.values():
+        model.threshold = cohort_threshold(model.predict_proba(roster))
     scores = {name: model.predict_proba(test.X) for name, model in fitted.items()}
     return BacktestYear(
         test_year=test_year,
@@ -228,15 +237,18 @@ def run_backtest(
     replicates: int,
     cache: FitCache | None = None,
     progress: Progress | None = None,
+    cohorts: Mapping[int, pd.DataFrame] | None = None,
 ) -> Backtest | None:
-    """Every labelled transition but the first, in order; None with fewer than two."""
+    """Every labelled transition but the first, in order; None with fewer than two.
+    `cohorts`: cycle t → model inputs of all its students (see `backtest_year`)."""
     years = transitions.years
     if len(years) < 2:
         return None
     cache = {} if cache is None else cache
     done = []
     for test_year in years[1:]:
-        year = backtest_year(transitions, test_year, kind, folds, seed, replicates, cache)
+        cohort = None if cohorts is None else cohorts.get(test_year - 1)
+        year = backtest_year(transitions, test_year, kind, folds, seed, replicates, cache, cohort)
         done.append(year)
         if progress:
             progress(year_line(year))

@@ -82,17 +82,31 @@ class Evaluation:
 
 
 def choose_threshold(y: np.ndarray, scores: np.ndarray) -> float:
-    """Documented rule for `pv_previsto`: the probability cut at which the share of students
+    """The fallback cut, set at fitting time: the probability at which the share of students
     flagged in the out-of-fold predictions equals the real PV rate of the training cycles.
-
-    PV is the top ~15 % of each cycle's IPV by construction (mean + 1 SD), so the label keeps
-    the flagged share near the real rate instead of doubling it (as a maximum-F1 cut did).
-    """
+    Training then replaces it by `cohort_threshold` on the cycle it will score."""
     n = len(scores)
     if n == 0:
         return 0.5
     flagged = min(max(round(float(np.mean(y)) * n), 1), n)
     return float(np.sort(scores)[::-1][flagged - 1])
+
+
+def cohort_threshold(probabilities: np.ndarray) -> float:
+    """The rule for `pv_previsto` on the cycle being scored: flag as many students as the
+    cohort is expected to have reach PV — the sum of their calibrated probabilities — taking
+    the most likely first. The cut is the probability of the last one flagged.
+
+    PV rates move between 11 % and 16 %; a cut fixed at training flags too many when the
+    cohort's probabilities shift up (20 % for a real 16 % in 2023→2024) and too few when they
+    shift down. Calibrated probabilities follow the shift, so their sum does too.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    p = p[np.isfinite(p)]
+    if len(p) == 0:
+        return 0.5
+    expected = min(max(round(float(p.sum())), 1), len(p))
+    return float(np.sort(p)[::-1][expected - 1])
 
 
 def recall_at_top(y: np.ndarray, scores: np.ndarray, share: float) -> float:

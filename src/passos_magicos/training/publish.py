@@ -167,7 +167,11 @@ def publish_to_mlflow(
             mlflow.log_artifact(str(plot), artifact_path="plots")
         mlflow.log_dict(outcome.dataset.validation_report(), "data/validacao.json")
         mlflow.log_dict(
-            {"features": list(classifier.features), "single_feature_roc_auc": outcome.leakage_aucs},
+            {
+                "features": list(classifier.features),
+                "single_feature_roc_auc": outcome.leakage_aucs,
+                "coverage_by_label_year": outcome.transitions.coverage(),
+            },
             "data/features.json",
         )
         mlflow.log_dict(outcome.reference, REFERENCE_ARTIFACT)

@@ -7,6 +7,7 @@ the paired bootstrap interval of the difference excludes zero; otherwise it "emp
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -35,9 +36,10 @@ METRIC_LABELS: Final = {
 }
 INTERVAL_METRICS: Final = ("roc_auc", "pr_auc", "brier", "recall_top15", "recall_top25")
 LABEL_RULE: Final = (
-    "o corte de probabilidade em que a proporção de alunos sinalizados nas previsões fora da "
-    "amostra do treino é igual à taxa real de PV do treino (o PV é, por construção, cerca de "
-    "15% de cada ciclo)"
+    "no ciclo pontuado, são sinalizados tantos alunos quantos se espera que atinjam o PV — a "
+    "soma das probabilidades calibradas deles —, dos mais aos menos prováveis; o limiar é a "
+    "probabilidade do último sinalizado (no backtest, a mesma regra em cada ano, com a lista "
+    "de alunos daquele ano)"
 )
 SELECTION_RULE: Final = (
     "`auto` escolhe só com o passado: cada tipo é ajustado nas transições anteriores a cada ano "
@@ -168,6 +170,12 @@ def _signed(interval: Interval) -> str:
 
 
 VERDICT_WORDS: Final = {SUPERA: "supera", EMPATA: "empata com", PERDE: "perde para"}
+_DECIMAL_POINT: Final = re.compile(r"(?<=\d)\.(?=\d)")
+
+
+def decimal_comma(text: str) -> str:
+    """Plain-Portuguese sentences write 0,747, not 0.747 (tables keep the point)."""
+    return _DECIMAL_POINT.sub(",", text)
 
 
 def comparison_phrase(baseline: str, comparison: Comparison) -> str:
@@ -191,7 +199,7 @@ def verdict_sentence(evaluation: Evaluation) -> str:
             + ", ".join(tied)
             + "."
         )
-    return sentence
+    return decimal_comma(sentence)
 
 
 def newest_year_statement(backtest: Backtest) -> str:
@@ -206,10 +214,12 @@ def newest_year_statement(backtest: Backtest) -> str:
         f"{inde.text()}; diferença {_signed(comparison.difference)}."
     )
     if comparison.verdict == SUPERA:
-        return head
+        return decimal_comma(head)
     if comparison.verdict == PERDE:
-        return head + " Ordenar os alunos só pelo INDE seria melhor do que usar este modelo."
-    return (
+        return decimal_comma(
+            head + " Ordenar os alunos só pelo INDE seria melhor do que usar este modelo."
+        )
+    return decimal_comma(
         head + " O modelo não mostrou ganho sobre ordenar os alunos pelo INDE: use a lista "
         "como apoio, sabendo que ela ordena praticamente como o INDE."
     )
@@ -407,7 +417,8 @@ def model_card(model_name: str, outcome: TrainOutcome, gate_summary: str | None 
         "- Pré-processamento dentro do modelo: variações desde t−1, imputação pela mediana com "
         "indicador de ausência, pedra pela ordem das faixas.",
         "- Probabilidades calibradas (Platt) em previsões fora da amostra, agrupadas por aluno.",
-        f"- `pv_previsto` (limiar **{outcome.classifier.threshold:.3f}**): {LABEL_RULE}.",
+        f"- `pv_previsto` (limiar **{outcome.classifier.threshold:.3f}**, definido no ciclo "
+        f"{outcome.classifier.metadata.get('threshold_cycle', '—')}): {LABEL_RULE}.",
         "",
     ]
     if outcome.backtest is not None:
@@ -458,8 +469,9 @@ def model_card(model_name: str, outcome: TrainOutcome, gate_summary: str | None 
         "ROC-AUC tem erro-padrão perto de 0,02-0,03. Leia os intervalos, não só os pontos.",
         "- Os rótulos de 2023 e 2024 são derivados pela regra do IPV (conferida em 2020-2022); "
         "se a PEDE mudar o critério, o que o modelo prevê muda.",
-        "- O efeito da fase muda de ano para ano (em 2022→2023 quase nenhum aluno das fases 4-7 "
-        "atingiu o PV; em 2023→2024, 20-24%): padrões de um ano não se repetem necessariamente.",
+        "- Padrões de um ano não se repetem necessariamente no seguinte (nos dados reais, o PV "
+        "das fases mais altas muda muito de um ano para o outro): por isso o backtest avalia cada "
+        "ano só com o que se sabia antes dele.",
         "- A fase 8 (universitários) não tem avaliação de PV e fica fora do modelo.",
         "- Gênero não é usado como entrada (atributo sensível, ausente no arquivo 2020-2022).",
         "- O PV do mesmo ano, o IPV, o INDE e a pedra do ciclo *t+1* nunca são entradas: "

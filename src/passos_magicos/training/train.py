@@ -5,12 +5,20 @@ prints progress and its time."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import pandas as pd
 
 from passos_magicos.data.dataset import Dataset, load_dataset
 from passos_magicos.feature_store.materialize import materialize_online, store_offline
-from passos_magicos.features import MODEL_INPUTS, TransitionSet, build_transitions, check_leakage
+from passos_magicos.features import (
+    MODEL_INPUTS,
+    TransitionSet,
+    build_transitions,
+    check_leakage,
+    cohorts,
+)
 from passos_magicos.monitoring.reference import build_reference
 from passos_magicos.progress import Echo, StageTimer, stderr_echo
 from passos_magicos.settings import Settings
@@ -18,9 +26,11 @@ from passos_magicos.training.backtest import Backtest, run_backtest
 from passos_magicos.training.evaluation import (
     BASELINES,
     Evaluation,
+    cohort_threshold,
     evaluate_grouped_cv,
     fit_recipe,
 )
+from passos_magicos.training.models import PontoViradaClassifier
 from passos_magicos.training.outcome import TrainOutcome
 from passos_magicos.training.publish import log_backtest_run, publish_locally, publish_to_mlflow
 from passos_magicos.training.report import (
@@ -47,15 +57,23 @@ def run_training(
     features: Sequence[str] = MODEL_INPUTS,
     horizon: int = 1,
     echo: Echo = stderr_echo,
+    on_loaded: Callable[[Dataset, Echo], object] | None = None,
 ) -> TrainOutcome:
+    """`on_loaded`: called with the loaded data before anything is fitted (the CLI passes the
+    realised-performance evaluation of the monitoring stage, which training must not import)."""
     kind = kind or settings.TRAIN_MODEL
     folds, seed = settings.CV_FOLDS, settings.RANDOM_SEED
-    timer = StageTimer(total=8, echo=echo)
+    timer = StageTimer(total=8 + (on_loaded is not None), echo=echo)
 
     with timer.stage("load", "Lendo e validando os dados") as tick:
         dataset = load_dataset(data_uris, settings.PV_DERIVED_LABELS)
         for line in dataset.report.describe():
             tick(line)
+
+    if on_loaded is not None:
+        # The new files may bring the outcomes of rosters scored before: judge those first.
+        with timer.stage("realised", "Desempenho realizado das previsões anteriores") as tick:
+            on_loaded(dataset, tick)
 
     with timer.stage("features", "Feature store offline, transições t→t+1, vazamento") as tick:
         table = store_offline(settings, dataset)
@@ -68,11 +86,13 @@ def run_training(
     # final one.
     cache: FitCache = {}
     with timer.stage("backtest", "Backtest por ano (origem móvel: ajusta só no passado)") as tick:
+        rosters = cohorts(table)
         backtest = run_backtest(
-            transitions, kind, folds, seed, settings.BACKTEST_REPLICATES, cache, tick
+            transitions, kind, folds, seed, settings.BACKTEST_REPLICATES, cache, tick, rosters
         )
         if backtest is not None:
             tick(newest_year_statement(backtest))
+            tick(verdict_sentence(backtest.newest.as_evaluation()))
         else:
             tick("só uma transição rotulada: sem backtest; vale a CV agrupada por aluno")
 
@@ -84,11 +104,7 @@ def run_training(
         classifier, oof = fit_recipe(
             kind, transitions.X, transitions.y, transitions.groups, folds, seed
         )
-        classifier.metadata = {"label_max_year": max(transitions.years), "horizon": horizon}
-        tick(
-            f"limiar de decisão: {classifier.threshold:.3f} (sinaliza fora da amostra a mesma "
-            f"proporção de alunos que a taxa real de PV do treino, {transitions.y.mean():.1%})"
-        )
+        roster_rate = _set_label_threshold(classifier, rosters, transitions, horizon, tick)
         evaluations: dict[str, Evaluation] = {}
         if backtest is not None:
             evaluations["out_of_time"] = backtest.newest.as_evaluation()
@@ -110,25 +126,60 @@ def run_training(
         # Out-of-fold scores of the final recipe: what the model gives students it has not
         # seen, as in production.
         reference=build_reference(
-            transitions.X, oof, classifier.threshold, settings.MLFLOW_MODEL_NAME
+            transitions.X,
+            oof,
+            classifier.threshold,
+            settings.MLFLOW_MODEL_NAME,
+            positive_rate=roster_rate,
         ),
     )
+    _report_and_publish(settings, outcome, timer)
+    with timer.stage("materialize", "Materializando as features no feature store online") as tick:
+        meta = materialize_online(settings, table, dataset.digest)
+        tick(f"versão {meta.version}: {meta.rows} alunos (ciclo mais recente {meta.latest_cycle})")
+    return outcome
+
+
+def _report_and_publish(settings: Settings, outcome: TrainOutcome, timer: StageTimer) -> None:
+    """Plots and model card, then MLflow behind the gate (or the local folder)."""
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        folder = Path(tmp) / "plots"
         with timer.stage("report", "Gráficos e cartão do modelo"):
-            plots = [p for e in evaluations.values() for p in write_plots(e, folder / "plots")]
-            if backtest is not None:
-                plots += write_backtest_plots(backtest, folder / "plots")
+            plots = [p for e in outcome.evaluations.values() for p in write_plots(e, folder)]
+            if outcome.backtest is not None:
+                plots += write_backtest_plots(outcome.backtest, folder)
             outcome.model_card = write_card(settings.MLFLOW_MODEL_NAME, outcome)
         with timer.stage("mlflow", "Registrando no MLflow e portão de qualidade") as tick:
             if settings.MLFLOW_ENABLED:
                 publish_to_mlflow(settings, outcome, plots, tick)
             else:
                 publish_locally(settings, outcome, tick)
-    with timer.stage("materialize", "Materializando as features no feature store online") as tick:
-        meta = materialize_online(settings, table, dataset.digest)
-        tick(f"versão {meta.version}: {meta.rows} alunos (ciclo mais recente {meta.latest_cycle})")
-    return outcome
+
+
+def _set_label_threshold(
+    classifier: PontoViradaClassifier,
+    rosters: dict[int, pd.DataFrame],
+    transitions: TransitionSet,
+    horizon: int,
+    tick: Echo,
+) -> float:
+    """The label cut on the cycle this model will score (the newest); returns the flagged
+    share there."""
+    scored_cycle = max(rosters)
+    roster_scores = classifier.predict_proba(rosters[scored_cycle][list(classifier.features)])
+    classifier.threshold = cohort_threshold(roster_scores)
+    classifier.metadata = {
+        "label_max_year": max(transitions.years),
+        "horizon": horizon,
+        "threshold_cycle": scored_cycle,
+    }
+    flagged = int((roster_scores >= classifier.threshold).sum())
+    tick(
+        f"limiar de decisão: {classifier.threshold:.3f} — sinaliza os {flagged} alunos mais "
+        f"prováveis dos {len(roster_scores)} do ciclo {scored_cycle}: o número esperado de PV "
+        f"em {scored_cycle + horizon} (soma das probabilidades: {roster_scores.sum():.0f})"
+    )
+    return flagged / len(roster_scores) if len(roster_scores) else float("nan")
 
 
 def backtest_only(
@@ -158,6 +209,7 @@ def backtest_only(
             settings.RANDOM_SEED,
             replicates or settings.BACKTEST_REPLICATES,
             progress=tick,
+            cohorts=cohorts(dataset.table),
         )
         if backtest is None:
             raise TrainingError(
@@ -181,6 +233,11 @@ def _describe_transitions(
         tick(
             f"{year - horizon}→{year}: {len(part)} transições, {part.y.mean():.1%} com PV "
             f"(rótulos: {origins})"
+        )
+    for year, names in transitions.absent_inputs().items():
+        tick(
+            f"atenção: no ciclo {year - horizon} não há nenhum valor de {', '.join(names)}; o "
+            "modelo imputa a mediana e um indicador de ausência, e o backtest mostra o efeito"
         )
     leakage_aucs = check_leakage(transitions, settings.LEAKAGE_AUC_LIMIT)
     strongest = max(leakage_aucs.items(), key=lambda kv: kv[1], default=("—", 0.0))

@@ -20,6 +20,7 @@ from passos_magicos.serving.security import AdminToken, ApiToken
 router = APIRouter(prefix="/alerts", tags=["alertas"])
 
 RUN_FIELDS = ("id", "started_at", "finished_at", "status")
+REALISED_CHECKS = 50  # newest realised-performance evaluations shown in the status
 
 
 class AlertaManual(BaseModel):
@@ -71,6 +72,12 @@ class EstadoAlertas(BaseModel):
     alertas_ativos: list[AlertaAtivo] = Field(
         description="Alertas ativos agora (mais antigos primeiro)"
     )
+    desempenho_realizado: list[Any] = Field(
+        default_factory=list,
+        description="As verificações de desempenho realizado (`passos-magicos evaluate`), uma "
+        "por versão do modelo e ciclo avaliado, do ciclo mais recente ao mais antigo; mesmo "
+        "formato de `verificacoes`",
+    )
 
 
 class HistoricoAlertas(BaseModel):
@@ -103,6 +110,9 @@ def _evento(event: AlertEvent) -> EventoAlerta:
 async def alerts_status(state: State) -> EstadoAlertas:
     run = await run_in_threadpool(state.alerts.latest_run)
     active = await run_in_threadpool(state.alerts.active_alerts)
+    realised = await run_in_threadpool(
+        state.performance.realised_records, None, None, None, REALISED_CHECKS
+    )
     report: dict[str, Any] = run["report"] if run and isinstance(run["report"], dict) else {}
     checks = report.get("verificacoes", [])
     return EstadoAlertas(
@@ -119,6 +129,7 @@ async def alerts_status(state: State) -> EstadoAlertas:
             )
             for alert in active
         ],
+        desempenho_realizado=[r["verificacao"] for r in realised if "verificacao" in r],
     )
 
 
