@@ -41,6 +41,7 @@ CHROMIUM_ARGS = [
 PAGES = {
     "visao-geral": "Modelo em produção",
     "alunos": "O que mais pesou",
+    "desempenho": "O que se espera da lista atual",
     "monitoramento": "Histórico de alertas",
     "modelos": "Em uso agora",
 }

@@ -42,6 +42,10 @@ def test_every_page_in_a_real_browser(browser: Any, dashboard_url: str) -> None:
     page = _open(browser, f"{dashboard_url}/?pagina=visao-geral")
     page.get_by_text("Modelo em produção").wait_for()
     page.locator('[data-testid="stMetricValue"]', has_text="v1").wait_for()
+    page.get_by_text("O modelo é melhor do que regras simples?").wait_for()
+    page.get_by_text(re.compile(r"No ano mais recente que dá para conferir")).wait_for()
+    page.locator('[data-testid="stDataFrame"]').first.wait_for()  # model vs baselines
+    page.get_by_text("Última verificação").wait_for()
     _settled(page)
     _shot(page, "visao-geral")
 
@@ -56,6 +60,14 @@ def test_every_page_in_a_real_browser(browser: Any, dashboard_url: str) -> None:
     _settled(page)
     _shot(page, "alunos")
 
+    page.goto(f"{dashboard_url}/?pagina=desempenho")
+    page.get_by_text("A lista de 2022 ao lado de quem atingiu o PV em 2023").wait_for()
+    page.get_by_text("Dentro do esperado.").wait_for()
+    page.locator('[data-testid="stDataFrame"]').first.wait_for()  # the list
+    page.locator('[data-testid="stTable"]').nth(1).wait_for()  # realised, then expected
+    _settled(page)
+    _shot(page, "desempenho")
+
     page.goto(f"{dashboard_url}/?pagina=monitoramento")
     page.get_by_text("Drift por feature (PSI)").wait_for()
     page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()
@@ -65,6 +77,9 @@ def test_every_page_in_a_real_browser(browser: Any, dashboard_url: str) -> None:
     page.goto(f"{dashboard_url}/?pagina=modelos")
     page.get_by_text(re.compile(r"Em uso agora: v1")).wait_for()
     page.locator('[data-testid="stDataFrame"]').first.wait_for()
+    page.get_by_text("Backtest: como o modelo em uso teria se saído em cada ano").wait_for()
+    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    charts.nth(3).wait_for()  # ROC-AUC per year, PV rates, estimated × realised, reliability
     _settled(page)
     _shot(page, "modelos")
     page.close()

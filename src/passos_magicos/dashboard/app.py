@@ -1,6 +1,6 @@
 """Painel Ponto de Virada: Streamlit, in Portuguese, for the pedagogic team.
 
-`streamlit run app.py` (or `passos-magicos dashboard`). One script, four pages chosen in the
+`streamlit run app.py` (or `passos-magicos dashboard`). One script, five pages chosen in the
 sidebar (or `?pagina=alunos` in the address, so that links from Slack land on the right page).
 It reads everything through the API; API down or slow → a friendly message and a retry button.
 """
@@ -24,6 +24,7 @@ from passos_magicos.dashboard.client import ApiClient, ApiError, ApiUnavailableE
 PAGES: dict[str, tuple[str, Callable[[ApiClient], None]]] = {
     "visao-geral": ("Visão geral", pages.overview),
     "alunos": ("Alunos", pages.students),
+    "desempenho": ("Como o modelo se saiu", pages.results),
     "monitoramento": ("Monitoramento", pages.monitoring),
     "modelos": ("Modelos", pages.models),
 }

@@ -96,6 +96,36 @@ class ApiClient:
         result: dict[str, Any] = self._get("/model/versions")
         return result
 
+    def model_backtest(self) -> dict[str, Any] | None:
+        """The serving model's backtest per year; None when it has none (one transition)."""
+        try:
+            result: dict[str, Any] = self._get("/model/backtest")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    def model_performance(self) -> dict[str, Any]:
+        """Expected performance of the cohort being scored now (and its realised one, if any)."""
+        result: dict[str, Any] = self._get("/model/performance")
+        return result
+
+    def realised(self) -> dict[str, Any]:
+        """Every realised evaluation (model, version, cycle), newest cycle first."""
+        result: dict[str, Any] = self._get("/monitoring/realised")
+        return result
+
+    def realised_students(
+        self, modelo: str, versao: str, ciclo: int, page: int = 1, per_page: int = 1000
+    ) -> dict[str, Any]:
+        """One page of an evaluated roster, most likely first, with the outcome in t+1."""
+        result: dict[str, Any] = self._get(
+            f"/monitoring/realised/{quote(versao, safe='')}/{int(ciclo)}/alunos",
+            {"modelo": modelo, "pagina": page, "por_pagina": per_page},
+        )
+        return result
+
 
 def _detail(response: httpx.Response) -> str:
     try:
