@@ -30,6 +30,15 @@ app.add_typer(data_app, name="data")
 
 EXIT_DATA = 2
 EXIT_REGISTRY = 3
+# Files and folders this tool creates hold students' records (stores, logs, histories, models):
+# owner-only (0600 / 0700). Every pod of the deployment runs as the same user.
+PRIVATE_UMASK = 0o077
+
+
+@app.callback()
+def _private_by_default() -> None:
+    os.umask(PRIVATE_UMASK)
+
 
 DataOption = Annotated[
     list[str] | None,
@@ -227,22 +236,37 @@ def backtest(
         typer.Option(min=100, help="Réplicas do bootstrap (padrão: BACKTEST_REPLICATES)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Tabela completa em JSON.")] = False,
+    equity: Annotated[
+        bool,
+        typer.Option(
+            "--equidade",
+            help="Também a equidade por grupo (gênero, escola, fase, anos no programa) e ano.",
+        ),
+    ] = False,
 ) -> None:
     """Backtest de origem móvel: para cada ano, ajusta só no passado e avalia nele, ao lado
     das referências (INDE_t, IPV_t, regressão logística simples), com intervalos de 95%."""
+    from passos_magicos.features import build_transitions
+    from passos_magicos.training.fairness import fairness_report, report_text
     from passos_magicos.training.outcome import dump_json
     from passos_magicos.training.report import backtest_text, newest_year_statement
     from passos_magicos.training.train import backtest_only
 
     settings = _settings()
     with _user_errors():
-        result, _ = backtest_only(
+        result, dataset = backtest_only(
             settings, _data_uris(settings, data), model.value if model else None, replicates
         )
+    fairness = fairness_report(result, build_transitions(dataset.table)) if equity else None
     if as_json:
-        typer.echo(dump_json(result.as_dict() | {"resumo": newest_year_statement(result)}))
+        document = result.as_dict() | {"resumo": newest_year_statement(result)}
+        if fairness is not None:
+            document["equidade"] = fairness.as_dict()
+        typer.echo(dump_json(document))
         return
     typer.echo(backtest_text(result))
+    if fairness is not None:
+        typer.echo(report_text(fairness))
 
 
 @app.command()
@@ -282,6 +306,21 @@ def _registry_call(action: Callable[[Settings], str]) -> None:
         typer.echo(action(settings))
 
 
+def _export_or_refuse(settings: Settings, version: str) -> None:
+    """The local fallback copy, written before an alias moves: a folder that cannot be written
+    stops the promotion with a clear message (and no alias moves)."""
+    from passos_magicos.registry import RegistryError
+    from passos_magicos.training.packaging import export_registered
+
+    try:
+        export_registered(settings, version)
+    except OSError as exc:
+        raise RegistryError(
+            f"não foi possível exportar a versão {version} para {settings.local_model_dir} "
+            f"({exc.strerror or exc}); nenhum alias foi alterado"
+        ) from exc
+
+
 @app.command()
 def promote(
     version: Annotated[str | None, typer.Option(help="Versão (padrão: a atual @staging).")] = None,
@@ -295,13 +334,19 @@ def promote(
 
     def action(settings: Settings) -> str:
         client = registry.configure(settings)
-        change = registry.promote(client, settings.MLFLOW_MODEL_NAME, version, to.value, force)
+        # Production's local copy (the serving fallback) is written before the alias moves: a
+        # failed export leaves both on the previous version.
+        export_first = to.value == registry.PRODUCTION
+        change = registry.promote(
+            client,
+            settings.MLFLOW_MODEL_NAME,
+            version,
+            to.value,
+            force,
+            before_move=(lambda v: _export_or_refuse(settings, v)) if export_first else None,
+        )
         if change.previous == change.version:
             return f"versão {change.version} já está em @{change.alias}; nada mudou"
-        if change.alias == registry.PRODUCTION:
-            from passos_magicos.training.packaging import export_registered
-
-            export_registered(settings, change.version)
         return (
             f"@{change.alias}: versão {change.previous or '—'} → {change.version} "
             f"({settings.MLFLOW_MODEL_NAME})"
@@ -321,10 +366,12 @@ def rollback(
 
     def action(settings: Settings) -> str:
         client = registry.configure(settings)
-        change = registry.rollback(client, settings.MLFLOW_MODEL_NAME, version)
-        from passos_magicos.training.packaging import export_registered
-
-        export_registered(settings, change.version)
+        change = registry.rollback(
+            client,
+            settings.MLFLOW_MODEL_NAME,
+            version,
+            before_move=lambda v: _export_or_refuse(settings, v),
+        )
         return f"rollback de @production: versão {change.previous or '—'} → {change.version}"
 
     _registry_call(action)
@@ -533,6 +580,46 @@ def evaluate(
         typer.echo(json.dumps(evaluation.as_dict(), ensure_ascii=False, indent=2))
         return
     typer.echo(evaluation_text(evaluation))
+
+
+# ---------------------------------------------------------------------------------------------
+# followups: the schema of the team's follow-up records (acompanhamentos)
+
+followups_app = typer.Typer(
+    help="Acompanhamentos da equipe: migrações do esquema (a API também as roda ao subir).",
+    no_args_is_help=True,
+)
+app.add_typer(followups_app, name="followups")
+
+
+@followups_app.command("migrate")
+def followups_migrate(
+    revision: Annotated[
+        str, typer.Option(help="Revisão alvo (padrão: a mais recente, head).")
+    ] = "head",
+) -> None:
+    """Atualiza as tabelas de acompanhamentos em FOLLOWUPS_STORE_URL (nunca rebaixa; com uma
+    trava, então várias réplicas podem rodar ao mesmo tempo)."""
+    import sqlalchemy as sa
+
+    from passos_magicos.followups.store import current_revision, make_engine, migrate
+
+    settings = _settings()
+    engine = make_engine(settings.followups_store_url)
+    try:
+        before = current_revision(engine)
+        after = migrate(engine, revision)
+    except sa.exc.SQLAlchemyError as exc:
+        raise _fail(
+            f"não foi possível migrar os acompanhamentos ({type(exc).__name__})", EXIT_DATA
+        ) from None
+    except Exception as exc:  # alembic: unknown revision and the like
+        if type(exc).__module__.startswith("alembic"):
+            raise _fail(f"migração recusada: {exc}", EXIT_DATA) from None
+        raise
+    finally:
+        engine.dispose()
+    typer.echo(f"acompanhamentos: revisão {before or '—'} → {after or '—'}")
 
 
 # ---------------------------------------------------------------------------------------------

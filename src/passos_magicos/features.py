@@ -28,6 +28,10 @@ MODEL_INPUTS: Final = (*CURRENT_NUMERIC, *PREVIOUS_NUMERIC, *CATEGORICAL)
 
 NUMERIC_INPUTS: Final = (*CURRENT_NUMERIC, *PREVIOUS_NUMERIC)
 
+GROUP_ATTRIBUTES: Final = ("genero", "instituicao")
+"""Attributes of cycle t that travel with the transitions for the fairness report (with `fase`
+and `anos_pm`, which are inputs) and are never model inputs: `check_leakage` refuses them."""
+
 LABEL: Final = "pv_proximo"
 LABEL_ORIGIN: Final = "pv_proximo_origem"  # `oficial` or `derivado` (the IPV rule)
 KEY_COLUMNS: Final = ("aluno_id", "ano")
@@ -139,6 +143,8 @@ def build_transitions(
     target["ano_alvo"] = target["ano"]
     target["ano"] = target["ano"] - horizon
     frame = inputs.merge(target, on=list(KEY_COLUMNS), how="inner", validate="one_to_one")
+    attributes = [*KEY_COLUMNS, *(c for c in GROUP_ATTRIBUTES if c in table)]
+    frame = frame.merge(table[attributes], on=list(KEY_COLUMNS), how="left", validate="one_to_one")
     frame = frame[frame[LABEL].notna()].copy()
     frame[LABEL] = frame[LABEL].astype(bool).astype(int)
     frame = frame.sort_values(["ano", "aluno_id"], kind="stable").reset_index(drop=True)
@@ -173,7 +179,8 @@ def single_feature_auc(values: pd.Series, y: np.ndarray, min_rows: int = 30) -> 
 
 
 def check_leakage(transitions: TransitionSet, auc_limit: float) -> dict[str, float]:
-    """Stop training when a feature comes from t+1 or alone separates the label almost perfectly.
+    """Stop training when a feature comes from t+1, is a group attribute (GROUP_ATTRIBUTES), or
+    alone separates the label almost perfectly.
 
     Returns each feature's single-feature ROC-AUC (for the run log) when nothing is wrong.
     """
@@ -182,6 +189,13 @@ def check_leakage(transitions: TransitionSet, auc_limit: float) -> dict[str, flo
         for f in transitions.features
         if f in (LABEL, LABEL_ORIGIN) or f.endswith(FUTURE_SUFFIXES) or "_proximo" in f
     ]
+    sensitive = [f for f in transitions.features if f in GROUP_ATTRIBUTES]
+    if sensitive:
+        raise LeakageError(
+            "atributos de grupo entre as features: "
+            + ", ".join(sensitive)
+            + ". Eles servem só ao relatório de equidade e nunca são entradas do modelo."
+        )
     if future:
         raise LeakageError(
             "vazamento de informação: colunas do ciclo t+1 entre as features: "

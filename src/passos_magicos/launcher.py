@@ -64,8 +64,14 @@ def promote_first_run(settings: Settings, version: str | None, echo: Echo) -> No
     if registry.version_for_alias(client, name, registry.STAGING) != version:
         echo("a versão nova não passou no portão: nada promovido")
         return
-    registry.promote(client, name, version, registry.PRODUCTION, by="make run")
-    export_registered(settings, version)
+    registry.promote(
+        client,
+        name,
+        version,
+        registry.PRODUCTION,
+        by="make run",
+        before_move=lambda v: export_registered(settings, v),
+    )
     echo(f"primeira execução: versão {version} promovida para @production")
 
 
@@ -116,6 +122,25 @@ def start_dashboard(
     )
 
 
+def first_monitoring_pass(settings: Settings, base: str, token: str, echo: Echo) -> None:
+    """Score the newest cycle's roster once (what the dashboard's Alunos page asks for) and run
+    the monitoring job once, so the Monitoramento page has a first point instead of nothing."""
+    from passos_magicos.monitoring.job import MonitorError, run_monitor
+
+    request = urllib.request.Request(  # noqa: S310 - the API we just started
+        f"{base}/predict/alunos", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
+            response.read()
+        report = run_monitor(settings.model_copy(update={"API_URL": base}), echo=lambda _line: None)
+    except (OSError, MonitorError) as exc:
+        echo(f"aviso: primeira execução do monitoramento não concluída ({exc})")
+        return
+    seen = report["log"]["previsoes_na_janela"]
+    echo(f"monitoramento: primeira execução {report['status']} ({seen} previsões)")
+
+
 def run_everything(settings: Settings, data_uris: list[str], echo: Echo) -> int:
     api_token = os.environ.get("API_TOKENS") or local_secret(settings.DATA_DIR / "api-token")
     admin_token = os.environ.get("ADMIN_RELOAD_TOKEN") or local_secret(
@@ -153,6 +178,7 @@ def run_everything(settings: Settings, data_uris: list[str], echo: Echo) -> int:
             return 1
         if len(children) > 1 and not wait_ready(f"{mlflow_url}/health", 60, children[0]):
             echo("aviso: a UI do MLflow ainda não respondeu")
+        first_monitoring_pass(settings, base, api_token.split(",")[0], echo)
         dashboard = start_dashboard(settings, cli, base, api_token.split(",")[0], echo)
         if dashboard is not None:
             children.append(dashboard)

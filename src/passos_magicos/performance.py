@@ -49,6 +49,30 @@ def _safe_divide(numerator: Array, denominator: Array) -> Array:
     return np.asarray(out, dtype=np.float64)
 
 
+def _tied_masses(scores: Array, pos: Array, neg: Array) -> tuple[Array, Array]:
+    """Positive and negative mass of each run of tied scores, in ascending score order."""
+    ascending = np.argsort(scores, kind="stable")
+    starts = _tie_groups(scores[ascending])
+    pos_groups = np.add.reduceat(pos[:, ascending], starts, axis=1) if len(starts) else pos[:, :0]
+    neg_groups = np.add.reduceat(neg[:, ascending], starts, axis=1) if len(starts) else neg[:, :0]
+    return pos_groups, neg_groups
+
+
+def _roc_auc(pos_groups: Array, neg_groups: Array) -> Array:
+    """Mann-Whitney over the tie groups (ties count half)."""
+    neg_below = np.cumsum(neg_groups, axis=1) - neg_groups
+    pairs = (pos_groups * (neg_below + 0.5 * neg_groups)).sum(axis=1)
+    return _safe_divide(pairs, pos_groups.sum(axis=1) * neg_groups.sum(axis=1))
+
+
+def mass_roc_auc(scores: Array, positive: Array, negative: Array) -> Array:
+    """ROC-AUC alone, per row of the (R, n) mass matrices (the same as `mass_metrics`)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    pos = np.atleast_2d(np.asarray(positive, dtype=np.float64))
+    neg = np.atleast_2d(np.asarray(negative, dtype=np.float64))
+    return _roc_auc(*_tied_masses(scores, pos, neg))
+
+
 def mass_metrics(
     scores: Array,
     positive: Array,
@@ -69,13 +93,8 @@ def mass_metrics(
     total_pos, total_neg = pos.sum(axis=1), neg.sum(axis=1)
     out: dict[str, Array] = {}
 
-    ascending = np.argsort(scores, kind="stable")
-    starts = _tie_groups(scores[ascending])
-    pos_groups = np.add.reduceat(pos[:, ascending], starts, axis=1) if len(starts) else pos[:, :0]
-    neg_groups = np.add.reduceat(neg[:, ascending], starts, axis=1) if len(starts) else neg[:, :0]
-    neg_below = np.cumsum(neg_groups, axis=1) - neg_groups
-    pairs = (pos_groups * (neg_below + 0.5 * neg_groups)).sum(axis=1)
-    out["roc_auc"] = _safe_divide(pairs, total_pos * total_neg)
+    pos_groups, neg_groups = _tied_masses(scores, pos, neg)
+    out["roc_auc"] = _roc_auc(pos_groups, neg_groups)
 
     # Descending groups: precision at the end of each group, weighted by its positive mass.
     pos_desc, neg_desc = pos_groups[:, ::-1], neg_groups[:, ::-1]
@@ -101,6 +120,35 @@ def mass_metrics(
     squared = pos * (1.0 - probs) ** 2 + neg * probs**2
     out["brier"] = _safe_divide(squared.sum(axis=1), total_pos + total_neg)
     return out
+
+
+def selection_metrics(selected: np.ndarray, positive: Array, negative: Array) -> dict[str, Array]:
+    """A fixed selection of students (e.g. `pv_previsto`, or the year's top 15 %) judged on each
+    row of the (R, n) mass matrices: `recall` (share of the positive mass selected),
+    `falsos_positivos` (share of the negative mass selected, the false-positive rate) and
+    `selecionados` (share of all mass selected). NaN where a denominator is empty."""
+    chosen = np.asarray(selected, dtype=np.float64)
+    pos = np.atleast_2d(np.asarray(positive, dtype=np.float64))
+    neg = np.atleast_2d(np.asarray(negative, dtype=np.float64))
+    total_pos, total_neg = pos.sum(axis=1), neg.sum(axis=1)
+    return {
+        "recall": _safe_divide(pos @ chosen, total_pos),
+        "falsos_positivos": _safe_divide(neg @ chosen, total_neg),
+        "selecionados": _safe_divide((pos + neg) @ chosen, total_pos + total_neg),
+    }
+
+
+def calibration_metrics(probabilities: Array, positive: Array, negative: Array) -> dict[str, Array]:
+    """Per row of the (R, n) mass matrices: the mean probability (`prob_media`), the observed
+    rate (`taxa_real`) and their gap (`calibracao` = mean probability − rate; > 0 means the
+    probabilities overestimate). NaN for an empty row."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    pos = np.atleast_2d(np.asarray(positive, dtype=np.float64))
+    neg = np.atleast_2d(np.asarray(negative, dtype=np.float64))
+    total = pos.sum(axis=1) + neg.sum(axis=1)
+    mean = _safe_divide((pos + neg) @ p, total)
+    rate = _safe_divide(pos.sum(axis=1), total)
+    return {"prob_media": mean, "taxa_real": rate, "calibracao": mean - rate}
 
 
 def point_metrics(y: Array, scores: Array, probabilities: Array | None = None) -> dict[str, float]:
@@ -150,6 +198,12 @@ def _interval(value: float, replicates: Array) -> Interval:
     alpha = (1 - CONFIDENCE) / 2
     low, high = np.quantile(finite, [alpha, 1 - alpha])
     return Interval(value, float(low), float(high))
+
+
+def interval(value: float, replicates: Array) -> Interval:
+    """`value` with the percentile interval (CONFIDENCE) of its bootstrap `replicates` (NaN
+    bounds with fewer than 10 finite replicates)."""
+    return _interval(value, np.asarray(replicates, dtype=np.float64))
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,13 @@ class GateCandidate:
     # Paired verdict against INDE_t alone on the test year ("supera" / "empata" / "perde").
     inde_verdict: str | None = None
     inde_difference: str | None = None  # e.g. "-0.009 (IC 95% -0.033 a +0.017)"
+    # Fairness gaps flagged on the test year, code (`genero:feminino:roc_auc`) → plain text;
+    # None when the run has no fairness report (no backtest).
+    fairness_flags: dict[str, str] | None = None
+
+
+FAIRNESS_FLAGGED_TAG: Final = "fairness.flagged"  # "true" / "false" (absent: no report)
+FAIRNESS_FLAGS_TAG: Final = "fairness.flags"  # JSON list of the flagged gaps' codes
 
 
 @dataclass
@@ -183,10 +190,23 @@ class GateVerdict:
     production_version: str | None = None
     production_value: float | None = None
     comparison: str = "sem_producao"
+    warnings: list[str] = field(default_factory=list)  # shown, but do not fail the gate
+    fairness_flags: dict[str, str] | None = None  # as in GateCandidate
+    fairness_gate: str = "warn"  # FAIRNESS_GATE when judged
 
     def summary(self) -> str:
         state = "APROVADO" if self.passed else "REPROVADO"
-        return f"{state}: " + "; ".join(self.reasons)
+        text = f"{state}: " + "; ".join(self.reasons)
+        return text + "".join(f"; atenção: {warning}" for warning in self.warnings)
+
+    @property
+    def fairness_state(self) -> str:
+        """sem_relatorio / sem_lacunas / alerta (warn) / bloqueio (block)."""
+        if self.fairness_flags is None:
+            return "sem_relatorio"
+        if not self.fairness_flags:
+            return "sem_lacunas"
+        return "bloqueio" if self.fairness_gate == "block" else "alerta"
 
     def tags(self) -> dict[str, str]:
         tags = {
@@ -203,7 +223,30 @@ class GateVerdict:
             tags["gate.production_version"] = self.production_version
         if self.production_value is not None:
             tags["gate.production_value"] = f"{self.production_value:.4f}"
+        tags["gate.fairness"] = self.fairness_state
+        if self.fairness_flags is not None:
+            tags[FAIRNESS_FLAGGED_TAG] = str(bool(self.fairness_flags)).lower()
+            tags[FAIRNESS_FLAGS_TAG] = _codes_json(list(self.fairness_flags))
         return tags
+
+
+def _codes_json(codes: list[str], limit: int = 4900) -> str:
+    """As many codes as fit in a tag value."""
+    kept: list[str] = []
+    while len(kept) < len(codes) and len(json.dumps([*kept, codes[len(kept)]])) <= limit:
+        kept.append(codes[len(kept)])
+    return json.dumps(kept, ensure_ascii=False)
+
+
+def fairness_gaps(tags: dict[str, str]) -> list[str] | None:
+    """The flagged fairness gaps (codes) recorded on a version; None when it has no report."""
+    if FAIRNESS_FLAGGED_TAG not in tags:
+        return None
+    try:
+        codes = json.loads(tags.get(FAIRNESS_FLAGS_TAG, "[]"))
+    except ValueError:
+        return ["?"] if tags[FAIRNESS_FLAGGED_TAG] == "true" else []
+    return [str(code) for code in codes] if isinstance(codes, list) else []
 
 
 BACKTEST_TAG: Final = "bt.{year}.roc_auc"  # a version's backtest ROC-AUC on one test year
@@ -239,7 +282,29 @@ def absolute_checks(settings: Settings, candidate: GateCandidate) -> GateVerdict
             f"{'supera' if candidate.inde_verdict == 'supera' else 'empata com'} o INDE_t "
             f"sozinho{where} (diferença {candidate.inde_difference})"
         )
+    _fairness_check(settings, candidate, verdict, where)
     return verdict
+
+
+def _fairness_check(
+    settings: Settings, candidate: GateCandidate, verdict: GateVerdict, where: str
+) -> None:
+    """A fairness gap flagged on the test year: a warning (FAIRNESS_GATE=warn) or a failure
+    (block)."""
+    flags = candidate.fairness_flags
+    verdict.fairness_gate = settings.FAIRNESS_GATE
+    verdict.fairness_flags = None if flags is None else dict(flags)
+    if flags is None:
+        return
+    if not flags:
+        verdict.reasons.append(f"nenhuma lacuna de equidade sinalizada{where}")
+        return
+    text = f"lacunas de equidade sinalizadas{where}: " + "; ".join(flags.values())
+    if settings.FAIRNESS_GATE == "block":
+        verdict.passed = False
+        verdict.reasons.append(f"{text} (FAIRNESS_GATE=block)")
+    else:
+        verdict.warnings.append(f"{text} (FAIRNESS_GATE=warn: não bloqueia)")
 
 
 def evaluate_gate(
@@ -356,8 +421,12 @@ def promote(
     alias: str = PRODUCTION,
     force: bool = False,
     by: str | None = None,
+    before_move: Callable[[str], object] | None = None,
 ) -> AliasChange:
-    """Point `alias` at `version` (default for production: the current @staging)."""
+    """Point `alias` at `version` (default for production: the current @staging).
+
+    `before_move(version)` runs after every check and before the alias moves (the CLI exports
+    the version to the local fallback there): if it fails, the alias stays where it was."""
     if alias not in ALIASES:
         raise RegistryError(f"alias inválido {alias!r}; use {' ou '.join(ALIASES)}")
     events = promotion_history(client, name)
@@ -380,6 +449,8 @@ def promote(
     previous = version_for_alias(client, name, alias)
     if previous == version:
         return AliasChange(alias, version, previous)
+    if before_move is not None:
+        before_move(version)
     client.set_registered_model_alias(name, alias, version)
     event = {
         "acao": "promote",
@@ -389,15 +460,23 @@ def promote(
         "em": now_iso(),
         "por": by or current_user(),
         "forcado": force,
+        # Fairness gaps flagged on the promoted version's newest backtest year (codes such as
+        # `genero:feminino:roc_auc`); None: a version without a fairness report.
+        "lacunas_equidade": fairness_gaps(model_version.tags),
     }
     _record(client, name, event, events)
     return AliasChange(alias, version, previous)
 
 
 def rollback(
-    client: MlflowClient, name: str, version: str | None = None, by: str | None = None
+    client: MlflowClient,
+    name: str,
+    version: str | None = None,
+    by: str | None = None,
+    before_move: Callable[[str], object] | None = None,
 ) -> AliasChange:
-    """Put @production back on the version that held it before (or on `version`)."""
+    """Put @production back on the version that held it before (or on `version`);
+    `before_move` as in `promote`."""
     events = promotion_history(client, name)
     current = version_for_alias(client, name, PRODUCTION)
     if version is None:
@@ -413,6 +492,8 @@ def rollback(
     _require_version(client, name, version)
     if version == current:
         raise RegistryError(f"a versão {version} já está em produção")
+    if before_move is not None:
+        before_move(version)
     client.set_registered_model_alias(name, PRODUCTION, version)
     event = {
         "acao": "rollback",

@@ -19,6 +19,14 @@ ModelKind = Literal[
 ]
 
 STAGE_TO_ALIAS: dict[str, str] = {"Staging": "staging", "Production": "production"}
+TEAM_NAME_CHARS = 100  # the author column of the follow-up records
+DEFAULT_FOLLOWUP_TYPES = (
+    "acompanhamento psicológico",
+    "reforço escolar",
+    "mentoria",
+    "conversa com a família",
+    "outro",
+)
 
 
 class Settings(BaseSettings):
@@ -63,6 +71,18 @@ class Settings(BaseSettings):
     # Monitoring runs and alert history (written by the monitoring job, read by the API).
     MONITORING_STORE_URL: str | None = None
 
+    # Follow-up records (acompanhamentos) of the pedagogic team: their own tables (Alembic
+    # migrations) in this database; unset = the monitoring store's database.
+    FOLLOWUPS_STORE_URL: str | None = None
+    # The team's write role: "nome:token,nome:token" (the name is stored as the author). Unset =
+    # follow-ups read-only (fail-closed). Distinct from API_TOKENS and ADMIN_RELOAD_TOKEN.
+    TEAM_TOKENS: SecretStr | None = None
+    FOLLOWUP_TYPES: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_FOLLOWUP_TYPES)
+    )
+    # Free-text notes could hold sensitive details about a minor: off unless allowed here.
+    FOLLOWUP_NOTES_ENABLED: bool = False
+
     # Monitoring job: drift of the last PERFORMANCE_WINDOW predictions against the reference
     # profile of the model version that made them.
     DRIFT_THRESHOLD: float = Field(default=0.2, gt=0)  # PSI
@@ -80,6 +100,9 @@ class Settings(BaseSettings):
     DASHBOARD_HOST: str = "127.0.0.1"
     DASHBOARD_PORT: int = Field(default=8501, ge=1, le=65535)
     DASHBOARD_API_TIMEOUT: float = Field(default=15.0, gt=0)  # then: "a API demorou…" and retry
+    # One of TEAM_TOKENS' tokens: the dashboard's follow-up form writes with it (its name is the
+    # author); unset = the form says writing is disabled.
+    DASHBOARD_TEAM_TOKEN: SecretStr | None = None
 
     # Slack alerts.
     SLACK_WEBHOOK_URL: SecretStr | None = None
@@ -105,6 +128,9 @@ class Settings(BaseSettings):
     # comparison with INDE_t alone guards against a useless one).
     GATE_MIN_ROC_AUC: float = Field(default=0.70, ge=0.0, le=1.0)
     GATE_TOLERANCE: float = Field(default=0.02, ge=0.0, le=1.0)
+    # A fairness gap flagged on the newest backtest year (training/fairness.py): `warn` adds a
+    # warning to the gate's verdict, `block` fails it.
+    FAIRNESS_GATE: Literal["warn", "block"] = "warn"
     SYNTH_STUDENTS: int = Field(default=1400, ge=50)
     # Backtest: bootstrap replicates behind every interval (paired for model − baseline).
     BACKTEST_REPLICATES: int = Field(default=1000, ge=100, le=20000)
@@ -114,6 +140,7 @@ class Settings(BaseSettings):
         "PEDE_DATA_PATH",
         "ONLINE_STORE_URL",
         "MONITORING_STORE_URL",
+        "FOLLOWUPS_STORE_URL",
         "DASHBOARD_URL",
         mode="before",
     )
@@ -122,12 +149,20 @@ class Settings(BaseSettings):
         # ConfigMaps and `.env` files often carry `KEY=`; treat it as "not set".
         return None if value == "" else value
 
-    @field_validator("CORS_ORIGINS", mode="before")
+    @field_validator("CORS_ORIGINS", "FOLLOWUP_TYPES", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip().startswith("["):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("FOLLOWUP_TYPES")
+    @classmethod
+    def _some_followup_type(cls, value: list[str]) -> list[str]:
+        types = list(dict.fromkeys(v.strip() for v in value if v.strip()))
+        if not types or any(len(v) > 60 for v in types):
+            raise ValueError("FOLLOWUP_TYPES: ao menos um tipo, cada um com até 60 caracteres")
+        return types
 
     @property
     def api_tokens(self) -> list[str]:
@@ -141,6 +176,45 @@ class Settings(BaseSettings):
             return self.API_TOKEN.get_secret_value()
         tokens = self.api_tokens
         return tokens[0] if tokens else None
+
+    @property
+    def team_tokens(self) -> list[tuple[str, str]]:
+        """(name, token) pairs of TEAM_TOKENS; malformed entries (no name or no token) grant
+        nothing and are left out (see `team_token_problems`)."""
+        raw = self.TEAM_TOKENS.get_secret_value() if self.TEAM_TOKENS else ""
+        pairs = []
+        for entry in raw.split(","):
+            name, _, token = entry.partition(":")
+            if name.strip() and token.strip() and len(name.strip()) <= TEAM_NAME_CHARS:
+                pairs.append((name.strip(), token.strip()))
+        return pairs
+
+    @property
+    def team_token_problems(self) -> list[str]:
+        """What is wrong with TEAM_TOKENS, by position only (never echoing a secret)."""
+        raw = self.TEAM_TOKENS.get_secret_value() if self.TEAM_TOKENS else ""
+        entries = [e for e in raw.split(",") if e.strip()]
+        problems = []
+        for position, entry in enumerate(entries, start=1):
+            name, _, token = entry.partition(":")
+            if not (name.strip() and token.strip()):
+                problems.append(f"entrada {position} de TEAM_TOKENS ignorada: use nome:token")
+            elif len(name.strip()) > TEAM_NAME_CHARS:
+                problems.append(
+                    f"entrada {position} de TEAM_TOKENS ignorada: nome com mais de "
+                    f"{TEAM_NAME_CHARS} caracteres"
+                )
+        return problems
+
+    @property
+    def dashboard_team_token(self) -> str | None:
+        if self.DASHBOARD_TEAM_TOKEN is None:
+            return None
+        return self.DASHBOARD_TEAM_TOKEN.get_secret_value().strip() or None
+
+    @property
+    def followups_store_url(self) -> str:
+        return self.FOLLOWUPS_STORE_URL or self.monitoring_store_url
 
     @property
     def online_store_url(self) -> str:

@@ -18,6 +18,8 @@ from tests.flows import cli
 from tests.serving.conftest import API_TOKEN, LiveServer, settings_for
 
 STUDENTS = 1200
+# The team's token the dashboard writes follow-ups with (its name is the records' author).
+TEAM_NAME, TEAM_TOKEN = "painel-coordenacao", "tok-painel-dashboard"
 ENV_TO_CLEAR = ("MLFLOW_TRACKING_URI", "PEDE_DATA_PATH", "MODEL_SOURCE", "MLFLOW_MODEL_STAGE")
 APP = Path(__file__).resolve().parents[2] / "src" / "passos_magicos" / "dashboard" / "app.py"
 
@@ -66,6 +68,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
             MLFLOW_ENABLED=True,
             MLFLOW_TRACKING_URI=None,
             MONITOR_REPORT_DIR=root / "logs" / "monitoring",
+            TEAM_TOKENS=f"{TEAM_NAME}:{TEAM_TOKEN}",
         )
         with LiveServer(settings) as server:
             # Scoring the roster logs predictions; the monitoring job then has data to show.
@@ -115,6 +118,7 @@ def point_dashboard_at(live: LiveApi, monkeypatch: pytest.MonkeyPatch) -> LiveAp
     monkeypatch.setenv("API_URL", live.url)
     monkeypatch.setenv("API_TOKEN", live.token)
     monkeypatch.delenv("API_TOKENS", raising=False)
+    monkeypatch.delenv("DASHBOARD_TEAM_TOKEN", raising=False)  # tests that write set it
     return live
 
 
@@ -159,7 +163,12 @@ def dashboard_url(live_api: LiveApi, tmp_path_factory: pytest.TempPathFactory) -
     executable = venv_executable("passos-magicos")
     assert executable, "passos-magicos não instalado no venv"
     port = free_port()
-    env = {**os.environ, "API_URL": live_api.url, "API_TOKEN": live_api.token}
+    env = {
+        **os.environ,
+        "API_URL": live_api.url,
+        "API_TOKEN": live_api.token,
+        "DASHBOARD_TEAM_TOKEN": TEAM_TOKEN,  # the follow-up form writes
+    }
     env.pop("API_TOKENS", None)
     log = tmp_path_factory.mktemp("dashboard-proc") / "dashboard.log"
     process = start_process("dashboard", [executable, "dashboard", "--port", str(port)], log, env)

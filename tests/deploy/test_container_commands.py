@@ -207,6 +207,7 @@ def _postgres(stand_in: KubeStandIn, config: dict[str, str]) -> tuple[str, Any]:
         logs = stand_in.claim_dir("logs-pvc")
         stand_in.overrides["ONLINE_STORE_URL"] = f"sqlite:///{logs / 'online.db'}"
         stand_in.overrides["MONITORING_STORE_URL"] = f"sqlite:///{logs / 'monitoring.db'}"
+        stand_in.overrides["FOLLOWUPS_STORE_URL"] = f"sqlite:///{logs / 'monitoring.db'}"
         return f"sqlite ({error})", lambda: None
     stand_in.replacements[f"{url.netloc}{url.path}"] = f"{pg.host}:{pg.port}/{database}"
     secrets = dict(stand_in.secrets)
@@ -351,6 +352,9 @@ def test_api_deployment_serves_and_its_probe_paths_answer_200(
     assert http_status(prepared.url(8000, "/nao-existe")) == 404  # 200 is not for any path
     assert "Uvicorn running" in server.log() or "Application startup complete" in server.log()
     assert "ModuleNotFoundError" not in server.log()
+    # The follow-up tables were migrated on start-up, in the ConfigMap's database.
+    followups = _get_json(prepared.url(8000, "/acompanhamentos?ciclo=2022"), CLIENT_TOKEN)
+    assert followups["total"] == 0 and followups["itens"] == []
 
 
 def _get_json(url: str, token: str | None = None) -> Any:

@@ -1,5 +1,5 @@
 """The Kubernetes and Argo CD files, checked offline: schema validation of every manifest
-(kubernetes-validate --strict for built-in kinds, check-jsonschema against ../shared/schemas for
+(kubernetes-validate --strict for built-in kinds, check-jsonschema against the vendored schemas for
 the Argo CD Application and the CloudNativePG Cluster), yamllint, checkov, and what schemas cannot
 see — names that must agree across files, probe paths the API really serves, settings that exist.
 
@@ -9,7 +9,6 @@ What the containers run is proven in test_container_commands.py.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -63,8 +62,8 @@ ARGS = {
 
 
 def schemas_dir() -> Path:
-    """../shared/schemas beside the repository, or PASSOS_SCHEMAS_DIR."""
-    return Path(os.environ.get("PASSOS_SCHEMAS_DIR") or REPO_ROOT.parent / "shared" / "schemas")
+    """The CRD schemas vendored in tests/deploy/schemas (MIT, see SOURCE.md there)."""
+    return Path(__file__).with_name("schemas")
 
 
 def manifest_files() -> list[Path]:
@@ -157,8 +156,6 @@ def test_argocd_resources_pass_their_crd_schemas(
     file: str, schema: str, api_version: str, kind: str
 ) -> None:
     schema_path = schemas_dir() / schema
-    if not schema_path.is_file():
-        pytest.skip(f"esquemas dos CRDs ausentes ({schema_path}); defina PASSOS_SCHEMAS_DIR")
     document = read(ARGOCD_DIR / file)
     # The schemas do not constrain these two: checked here, so the right schema is used.
     assert (document["apiVersion"], document["kind"]) == (api_version, kind)
@@ -255,6 +252,10 @@ def test_secret_examples_cover_every_reference_with_placeholders(
     tokens = next(e for e in examples if e["metadata"]["name"] == "passos-magicos-api-tokens")
     data = tokens["stringData"]
     assert data["API_TOKEN"] in data["API_TOKENS"].split(","), "o token cliente é aceito pela API"
+    team = next(e for e in examples if e["metadata"]["name"] == "passos-magicos-team-tokens")
+    pairs = [entry.split(":", 1) for entry in team["stringData"]["TEAM_TOKENS"].split(",")]
+    assert all(len(pair) == 2 and all(pair) for pair in pairs), "TEAM_TOKENS: nome:token"
+    assert team["stringData"]["DASHBOARD_TEAM_TOKEN"] in {token for _, token in pairs}
 
 
 def test_secrets_the_docs_call_optional_are_optional(manifests: list[dict[str, Any]]) -> None:
@@ -363,8 +364,14 @@ def test_dashboard_deployment(manifests: list[dict[str, Any]]) -> None:
         "name": "passos-magicos-api-tokens",
         "key": "API_TOKEN",
     }
-    # The client token only: never the admin token or the whole token list.
-    assert secret_references(dashboard) == {"passos-magicos-api-tokens": {"API_TOKEN"}}
+    # The client token only: never the admin token or the whole token list; and one team token
+    # (optional) for the follow-up form, never the team's whole list.
+    assert secret_references(dashboard) == {
+        "passos-magicos-api-tokens": {"API_TOKEN"},
+        "passos-magicos-team-tokens": {"DASHBOARD_TEAM_TOKEN"},
+    }
+    team = next(e for e in dashboard.spec["env"] if e["name"] == "DASHBOARD_TEAM_TOKEN")
+    assert team["valueFrom"]["secretKeyRef"]["optional"] is True
 
 
 @pytest.mark.parametrize(
@@ -471,7 +478,7 @@ def test_in_cluster_urls_point_at_the_services_that_exist(
     assert tracking.netloc in mlflow_values["extraArgs"]["allowedHosts"].split(",")
 
     cluster = cnpg["metadata"]["name"]
-    for key in ("ONLINE_STORE_URL", "MONITORING_STORE_URL"):
+    for key in ("ONLINE_STORE_URL", "MONITORING_STORE_URL", "FOLLOWUPS_STORE_URL"):
         url = urlsplit(config[key])
         assert url.scheme == "postgresql+psycopg2"
         assert "@" not in url.netloc, f"{key}: credenciais fora do ConfigMap (PGUSER/PGPASSWORD)"

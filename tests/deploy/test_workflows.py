@@ -46,12 +46,12 @@ from tests.flows import cli, synthetic_csv
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 VENV_BIN = ROOT / ".venv" / "bin"
-SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas"
+VENDORED_SCHEMAS = ROOT / "tests" / "deploy" / "schemas"  # see its SOURCE.md and LICENSE
 SCHEMA_URL = (
     "https://raw.githubusercontent.com/datreeio/CRDs-catalog/"
     "7b1e26ef9deea49293714d204c1a2270aab1178f"
 )
-SCHEMA_FILES = {  # the catalog path → the offline copy in shared/schemas (and its sha256)
+SCHEMA_FILES = {  # the catalog path → the vendored copy in tests/deploy/schemas (and its sha256)
     "argoproj.io/application_v1alpha1.json": (
         "argocd-application_v1alpha1.json",
         "99c37877b0626eaf21f42f70f4fc432a4b820de548d88ed90cc75381adf5192c",
@@ -1187,11 +1187,9 @@ def test_the_manifest_validation_job_passes_here(tmp_path: Path) -> None:
     absent = [str(path.relative_to(ROOT)) for path in needed if not path.exists()]
     if absent:
         pytest.skip(f"ainda não existem: {', '.join(absent)}")
-    if not SHARED_SCHEMAS.is_dir():
-        pytest.skip("shared/schemas ausente")
     schemas = tmp_path / "schemas"
     for catalog_path, (name, digest) in SCHEMA_FILES.items():
-        content = (SHARED_SCHEMAS / name).read_bytes()
+        content = (VENDORED_SCHEMAS / name).read_bytes()
         assert hashlib.sha256(content).hexdigest() == digest, name  # the same file CI fetches
         target = schemas / catalog_path
         target.parent.mkdir(parents=True, exist_ok=True)

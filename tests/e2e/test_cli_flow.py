@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.flows import FlowFiles, cli, registry_flow, synthetic_csv, with_shuffled_labels
+from tests.flows import FlowFiles, aliases, cli, registry_flow, synthetic_csv, with_shuffled_labels
 
 pytestmark = pytest.mark.slow
 
@@ -142,3 +142,28 @@ def test_data_validate_prints_the_report(isolated: Path) -> None:
     assert set(report["linhas_por_ano"]) == {"2020", "2021", "2022"}
     assert {d["motivo"] for d in report["descartes"]} >= {"codigos_invalidos", "fase_sem_pv"}
     assert not (isolated / "data" / "mlflow").exists()  # validation trains nothing
+
+
+def test_a_failed_export_leaves_production_where_it_was(isolated: Path) -> None:
+    data = isolated / "pede.csv"
+    data.write_bytes(synthetic_csv(seed=11))
+    cli("train", "--data", str(data), "--model", "compact_logistic")
+    cli("promote")
+    second = json.loads(
+        cli("train", "--data", str(data), "--model", "compact_logistic", "--json").stdout
+    )
+    assert second["aprovado"] is True, second["portao"]
+    models = isolated / "models"
+    saved = models.with_name("models-v1")
+    models.rename(saved)
+    models.write_text("não é uma pasta")  # the local fallback cannot be written
+    failed = cli("promote", expect=3)
+    assert "não foi possível exportar a versão 2" in failed.output
+    assert "Traceback" not in failed.output
+    models.unlink()
+    saved.rename(models)
+    assert aliases()["production"] == "1"  # the alias did not move ahead of the copy
+    cli("promote")
+    assert aliases()["production"] == "2"
+    metadata = json.loads((models / "ponto-virada" / "ponto_virada.json").read_text())
+    assert metadata["version"] == "2"

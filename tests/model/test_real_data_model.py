@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.artifacts import download_artifacts
@@ -107,6 +108,48 @@ def test_training_on_every_cycle_logs_the_backtest(
     tags = client.get_model_version(get_settings().MLFLOW_MODEL_NAME, summary["versao"]).tags
     assert tags["bt.newest.inde_t_verdict"] == verdict
     assert float(tags["bt.2024.roc_auc"]) == pytest.approx(metrics["oot_roc_auc"], abs=1e-6)
+    _check_fairness(summary, run.data.metrics, tags, card)
+
+
+def _check_fairness(
+    summary: dict[str, Any], metrics: dict[str, float], tags: dict[str, str], card: str
+) -> None:
+    """Equidade (issue 11), from the same run: the table of every backtest year in MLflow
+    (artifact, plot, flat metrics), the card's section with rows for gênero and escola
+    pública × privada/parceira, and the gate's record of the newest year's flagged gaps."""
+    run_id = summary["run_id"]
+    document = json.loads(
+        Path(download_artifacts(run_id=run_id, artifact_path="fairness/equidade.json")).read_text()
+    )
+    assert [y["transicao"] for y in document["anos"]] == ["2021→2022", "2022→2023", "2023→2024"]
+    for year in document["anos"]:
+        groups = {(g["agrupamento"], g["grupo"]) for g in year["grupos"]}
+        assert {
+            ("genero", "feminino"),
+            ("genero", "masculino"),
+            ("escola", "pública"),
+            ("escola", "privada/parceira"),
+            ("anos_programa", "primeiro ano"),
+            ("fase", "fase 0 (alfa)"),
+        } <= groups
+        compared = [g for g in year["grupos"] if g["comparado"]]
+        assert {g["grupo"] for g in compared} >= {"feminino", "masculino", "pública"}
+        for group in year["grupos"]:
+            auc = group["metricas"]["roc_auc"]
+            if auc["valor"] is not None and group["n"] >= 100:
+                assert auc["ic_inf"] < auc["valor"] < auc["ic_sup"]  # with its interval
+    assert summary["equidade"]["resumo"] == document["resumo"]
+    section = card.split("## Equidade", 1)[1].split("\n## ", 1)[0]
+    for row in ("| Gênero | feminino |", "| Gênero | masculino |", "| Tipo de escola | pública |"):
+        assert row in section
+    assert "| Tipo de escola | privada/parceira |" in section
+    assert document["resumo"] in section and "intervalos largos" in section
+    newest = document["anos"][-1]["sinalizadas"]
+    assert metrics["eq_2024_sinalizadas"] == len(newest)
+    assert json.loads(tags["fairness.flags"]) == [flag["codigo"] for flag in newest]
+    assert tags["gate.fairness"] == ("alerta" if newest else "sem_lacunas")  # warn: still passes
+    artifacts = MlflowClient(get_settings().tracking_uri).list_artifacts(run_id, "plots")
+    assert "plots/equidade.png" in {a.path for a in artifacts}
 
 
 def _without_2022(real_csv: Path, folder: Path) -> Path:

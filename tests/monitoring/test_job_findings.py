@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from passos_magicos.alerts.history import AlertHistory
 from passos_magicos.features import MODEL_INPUTS
 from passos_magicos.monitoring.job import MonitorError, run_monitor
 from passos_magicos.serving.prediction_log import PredictionLog, PredictionRecord
@@ -150,3 +151,34 @@ def test_cli_exit_codes(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert "PREDICTION_LOG_PATH aponta para uma pasta" in broken.output
     assert "Traceback" not in broken.output
     assert cli("monitor", "--window", "0", expect=2).output.count("--window") == 1
+
+
+def test_alerts_of_a_version_out_of_use_are_resolved(tmp_path: Path, scenario: Scenario) -> None:
+    settings = _settings(tmp_path)
+    _install_reference(settings, scenario, "1")
+    _log(settings, scenario, 300, "1")
+    _log(settings, scenario, 250, "2", seed=1)  # v2 has no reference profile: an alert
+    first = _by_name(run_monitor(settings, echo=lambda _: None))
+    assert first[f"referencia:{MODEL}:2"]["estado"] == "alerta"
+
+    # v2 was rolled back: only v1 predicts now, and the window no longer reaches v2's lines.
+    _log(settings, scenario, 300, "1", seed=2)
+    second = run_monitor(settings, window_size=300, echo=lambda _: None)
+    resolved = _by_name(second)[f"referencia:{MODEL}:2"]
+    assert resolved["estado"] == "ok" and "fora de uso" in resolved["titulo"]
+    history = AlertHistory(settings.monitoring_store_url)
+    try:
+        active = {state.dedup_key for state in history.active_alerts()}
+    finally:
+        history.dispose()
+    assert f"referencia:{MODEL}:2" not in active
+    assert f"drift_features:{MODEL}:1" not in active
+
+    # With no prediction at all nothing can be said: an active alert stays as it is.
+    empty = _settings(tmp_path, PREDICTION_LOG_PATH=tmp_path / "vazio" / "predictions.jsonl")
+    (tmp_path / "vazio").mkdir()
+    _log(settings, scenario, 250, "2", seed=3)
+    again = _by_name(run_monitor(settings, window_size=250, echo=lambda _: None))
+    assert again[f"referencia:{MODEL}:2"]["estado"] == "alerta"
+    quiet = _by_name(run_monitor(empty, echo=lambda _: None))
+    assert f"referencia:{MODEL}:2" not in quiet

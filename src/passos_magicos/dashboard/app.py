@@ -1,6 +1,6 @@
 """Painel Ponto de Virada: Streamlit, in Portuguese, for the pedagogic team.
 
-`streamlit run app.py` (or `passos-magicos dashboard`). One script, five pages chosen in the
+`streamlit run app.py` (or `passos-magicos dashboard`). One script, six pages chosen in the
 sidebar (or `?pagina=alunos` in the address, so that links from Slack land on the right page).
 It reads everything through the API; API down or slow → a friendly message and a retry button.
 """
@@ -18,7 +18,7 @@ if str(_SRC) not in sys.path and (_SRC / "passos_magicos").is_dir():
 
 import streamlit as st  # noqa: E402
 
-from passos_magicos.dashboard import pages  # noqa: E402
+from passos_magicos.dashboard import equity, pages  # noqa: E402
 from passos_magicos.dashboard.client import ApiClient, ApiError, ApiUnavailableError  # noqa: E402
 
 PAGES: dict[str, tuple[str, Callable[[ApiClient], None]]] = {
@@ -27,6 +27,7 @@ PAGES: dict[str, tuple[str, Callable[[ApiClient], None]]] = {
     "desempenho": ("Como o modelo se saiu", pages.results),
     "monitoramento": ("Monitoramento", pages.monitoring),
     "modelos": ("Modelos", pages.models),
+    "equidade": ("Equidade", equity.page),
 }
 
 
@@ -34,7 +35,12 @@ def client() -> ApiClient:
     from passos_magicos.settings import Settings
 
     settings = Settings()
-    return ApiClient(settings.API_URL, settings.api_client_token, settings.DASHBOARD_API_TIMEOUT)
+    return ApiClient(
+        settings.API_URL,
+        settings.api_client_token,
+        settings.DASHBOARD_API_TIMEOUT,
+        team_token=settings.dashboard_team_token,
+    )
 
 
 def main() -> None:

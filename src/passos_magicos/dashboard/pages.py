@@ -16,6 +16,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from passos_magicos.dashboard import followups
 from passos_magicos.dashboard.client import ApiClient, ApiError, ApiUnavailableError
 
 CACHE_SECONDS = 60
@@ -402,6 +403,7 @@ def students(api: ApiClient) -> None:
         step=5,
     )
     frame["prioridade"] = top_share_per_phase(frame, capacity / 100)
+    frame = followups.with_followups(api, frame)
     shown = frame
     if fases:
         shown = shown[shown["fase"].isin(fases)]
@@ -414,6 +416,7 @@ def students(api: ApiClient) -> None:
     only_priority = st.toggle(f"Só os {capacity}% de cada fase", value=False)
     if only_priority:
         shown = shown[shown["prioridade"]]
+    shown = followups.filter_flagged_without(frame, shown)
     st.dataframe(
         shown.assign(probabilidade_pv=(shown["probabilidade_pv"] * 100).round(1)),
         hide_index=True,
@@ -429,6 +432,7 @@ def students(api: ApiClient) -> None:
             ),
             "pv_previsto": "PV previsto",
             "prioridade": f"Top {capacity}% da fase",
+            "acompanhamentos": "Acompanhamentos no ciclo",
         },
     )
     st.download_button(
@@ -458,6 +462,7 @@ def student_detail(api: ApiClient, aluno_id: str) -> None:
         for factor in factors:
             arrow = "↑" if factor.get("impacto", 0) > 0 else "↓"
             st.markdown(f"{arrow} {factor['texto']}")
+    followups.student_section(api, aluno_id, prediction.get("ciclo"))
     try:
         history = fetch(api, "history", aluno_id, label="Buscando o histórico…")
     except ApiError as exc:
@@ -722,6 +727,7 @@ def results(api: ApiClient) -> None:
         )
         record = records[int(index or 0)]
         realised_summary(record)
+        followups.outcome_section(record)
         realised_list(api, record)
     st.divider()
     expected_section(api)

@@ -398,6 +398,47 @@ def _check_versions(settings: Settings, window: Window, echo: Echo) -> _VersionR
     return results
 
 
+VERSION_CHECKS = ("drift_features", "drift_previsoes", "taxa_positiva", "referencia")
+
+
+def retired_version_checks(
+    history: AlertHistory, window: Window, checks: list[Check]
+) -> list[Check]:
+    """Resolve the active per-version alerts of versions that no longer predict.
+
+    Such an alert gets no finding once its version leaves the window (replaced, rolled back
+    or deleted), so it would stay active forever. When the window holds other versions'
+    predictions, a version absent from it is out of use and its alerts end; with no
+    predictions at all nothing can be said, and nothing is resolved."""
+    if not window.versions:
+        return []
+    live = {(group.model, group.version) for group in window.versions}
+    judged = {check.chave for check in checks}
+    resolved = []
+    for state in history.active_alerts():
+        name, _, rest = state.dedup_key.partition(":")
+        model, _, version = rest.rpartition(":")
+        if name not in VERSION_CHECKS or not model or state.dedup_key in judged:
+            continue
+        if (model, version) in live:
+            continue
+        resolved.append(
+            Check(
+                nome=name,
+                chave=state.dedup_key,
+                estado="ok",
+                severidade="info",
+                titulo=f"Versão fora de uso — {model} v{version}",
+                resumo=(
+                    f"{model} v{version} não fez nenhuma das {window.n} previsões da janela "
+                    "(foi substituída, revertida ou removida): o alerta dessa versão foi encerrado."
+                ),
+                dados={"versoes_na_janela": sorted(f"{m} v{v}" for m, v in live)},
+            )
+        )
+    return resolved
+
+
 def _deliver(
     settings: Settings, history: AlertHistory, checks: list[Check], echo: Echo
 ) -> list[dict[str, Any]]:
@@ -458,6 +499,7 @@ def run_monitor(
     echo(f"      {api_check.estado}: {api_check.resumo}")
 
     echo("[4/4] Alertas…")
+    checks += retired_version_checks(history, window, checks)
     decisions = _deliver(settings, history, checks, echo) if send_alerts else []
     if not send_alerts:
         echo("      desligados (--no-alerts)")

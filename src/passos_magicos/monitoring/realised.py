@@ -31,6 +31,8 @@ from passos_magicos.alerts.findings import FindingState, Severity
 from passos_magicos.alerts.history import AlertHistory
 from passos_magicos.alerts.policy import AlertPolicy
 from passos_magicos.data.dataset import Dataset
+from passos_magicos.followups.outcomes import outcome_report, report_lines, unavailable_report
+from passos_magicos.followups.store import cycle_followups
 from passos_magicos.monitoring.job import Check, br
 from passos_magicos.performance import (
     METRICS,
@@ -556,6 +558,7 @@ def _evaluate(
                 f"{record['modelo']} v{record['versao']}, alunos de {record['ciclo']}: "
                 f"{record['n']} com desfecho em {record['ciclo_desfecho']} → {record['estado']}"
             )
+        attach_followup_reports(settings, results, echo)
         if send_alerts and results:
             _deliver(settings, results, echo)
         for result in results:
@@ -563,6 +566,28 @@ def _evaluate(
     finally:
         history.dispose()
     return Evaluation(results, pending, dataset.years, unmatched, stats.invalid)
+
+
+def attach_followup_reports(
+    settings: Settings, results: Sequence[RealisedResult], echo: Echo
+) -> None:
+    """From action to outcome: each record gets the PV rate in t+1 of its flagged students
+    with and without a follow-up of cycle t (FOLLOWUPS_STORE_URL), descriptive and never
+    causal. A follow-up store that cannot be read is said in the record, never fatal."""
+    found: dict[int, dict[str, list[tuple[str, str]]] | str | None] = {}
+    for result in results:
+        cycle = result.join.ciclo
+        if cycle not in found:
+            try:
+                found[cycle] = cycle_followups(settings.followups_store_url, cycle)
+            except (SQLAlchemyError, OSError) as exc:
+                found[cycle] = f"acompanhamentos ilegíveis ({type(exc).__name__})"
+        records = found[cycle]
+        if isinstance(records, str):
+            echo(f"da ação ao desfecho, alunos de {cycle}: {records}")
+            result.record["acompanhamentos"] = unavailable_report(cycle, records)
+        else:
+            result.record["acompanhamentos"] = outcome_report(result.join.students, records, cycle)
 
 
 def realised_stage(
@@ -647,6 +672,9 @@ def record_text(record: dict[str, Any]) -> str:
             lines.append(f"  Slack: nada enviado{reason}")
         else:
             lines.append(f"  Slack: {alert['acao']} NÃO entregue{reason}")
+    followups = record.get("acompanhamentos")
+    if isinstance(followups, dict):
+        lines.extend(report_lines(followups))
     return "\n".join(lines)
 
 

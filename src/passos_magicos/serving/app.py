@@ -17,6 +17,7 @@ from passos_magicos.alerts.history import AlertHistory
 from passos_magicos.alerts.slack import SlackSender
 from passos_magicos.feature_store.history import OfflineHistory
 from passos_magicos.feature_store.online import CachedOnlineFeatures, OnlineStore
+from passos_magicos.followups.store import FollowupStore, FollowupStoreError
 from passos_magicos.performance_history import PerformanceHistory
 from passos_magicos.serving import errors
 from passos_magicos.serving.deps import AppState
@@ -26,7 +27,9 @@ from passos_magicos.serving.prediction_log import PredictionLog
 from passos_magicos.serving.routers import (
     admin,
     alerts,
+    fairness,
     features,
+    followups,
     health,
     metrics,
     model,
@@ -52,6 +55,8 @@ PV no ciclo seguinte (*t+1*) e mostra os fatores que mais pesaram.
   token de API (`Authorization: Bearer <token>` ou `X-API-Token`); sem `API_TOKENS`
   configurado eles ficam desabilitados.
 - Administração e envio de alertas exigem `X-Admin-Token`.
+- Acompanhamentos da equipe: um token da equipe (`TEAM_TOKENS`) lê e registra; um token de API
+  só lê.
 - Toda previsão é registrada em `logs/predictions.jsonl` (sem nomes: só o id do arquivo).
 """
 
@@ -69,6 +74,10 @@ TAGS = [
         "da turma pontuada agora",
     },
     {"name": "alertas", "description": "Monitoramento e alertas no Slack"},
+    {
+        "name": "acompanhamentos",
+        "description": "O que a equipe fez por cada aluno sinalizado (nunca usado pelo modelo)",
+    },
     {"name": "administração", "description": "Recarga do modelo"},
 ]
 
@@ -91,7 +100,17 @@ def build_state(settings: Settings) -> AppState:
         history=OfflineHistory(settings.offline_store_dir),
         registry=RegistryReader(settings),
         performance=PerformanceHistory(settings.monitoring_store_url),
+        followups=FollowupStore(settings.followups_store_url),
     )
+
+
+def _migrate_followups(store: FollowupStore) -> None:
+    """Bring the follow-up tables to head (serialised across workers and replicas); on failure
+    the endpoints retry before each request and answer 503 meanwhile."""
+    try:
+        store.ready()
+    except FollowupStoreError as exc:
+        logger.warning("%s: nova tentativa na próxima requisição", exc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -103,6 +122,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.passos = state
         if not settings.api_tokens:
             logger.warning("API_TOKENS não configurado: endpoints de previsão desabilitados")
+        for problem in settings.team_token_problems:
+            logger.warning(problem)
+        threading.Thread(
+            target=_migrate_followups,
+            args=(state.followups,),
+            name="followups-migrate",
+            daemon=True,
+        ).start()
         state.runtime.start()
         state.features.start(settings.FEATURE_REFRESH_SECONDS)
         # Read an existing (possibly large) log now, not on the first GET /metrics.
@@ -116,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.store.dispose()
             state.alerts.dispose()
             state.performance.dispose()
+            state.followups.dispose()
 
     app = FastAPI(
         title="Passos Mágicos — Ponto de Virada",
@@ -130,7 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.CORS_ORIGINS,
             allow_credentials=not wildcard,  # never `*` with credentials
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=[
                 "Authorization",
                 "Content-Type",
@@ -146,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (
         health,
         model,
+        fairness,
         predict,
         students,
         features,
@@ -154,6 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         performance,
         admin,
         alerts,
+        followups,
     )
     for router in routers:
         app.include_router(router.router)

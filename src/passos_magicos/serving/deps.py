@@ -12,6 +12,7 @@ from passos_magicos.alerts.history import AlertHistory
 from passos_magicos.alerts.slack import SlackSender
 from passos_magicos.feature_store.history import OfflineHistory
 from passos_magicos.feature_store.online import CachedOnlineFeatures, OnlineStore
+from passos_magicos.followups.store import FollowupStore
 from passos_magicos.performance_history import PerformanceHistory
 from passos_magicos.serving.cohort import CohortEstimates
 from passos_magicos.serving.metrics import SharedLogMetrics
@@ -34,6 +35,7 @@ class AppState:
     history: OfflineHistory  # every cycle of every student (offline store), for the dashboard
     registry: RegistryReader  # the registry's versions (bounded, cached, never blocking)
     performance: PerformanceHistory  # scored rosters and realised performance (monitoring store)
+    followups: FollowupStore  # the team's follow-up records (acompanhamentos), migrated on start
     cohort: CohortEstimates = field(default_factory=CohortEstimates)  # GET /model/performance
     started_at: float = field(default_factory=time.time)
 

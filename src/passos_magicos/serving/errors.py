@@ -37,6 +37,11 @@ def _message(error: dict[str, Any]) -> str:
         "model_attributes_type": "deve ser um objeto JSON",
         "dict_type": "deve ser um objeto JSON",
         "list_type": "deve ser uma lista",
+        "date_type": "deve ser uma data (AAAA-MM-DD)",
+        "date_parsing": "deve ser uma data (AAAA-MM-DD)",
+        "date_from_datetime_parsing": "deve ser uma data (AAAA-MM-DD)",
+        "date_from_datetime_inexact": "deve ser uma data, sem hora (AAAA-MM-DD)",
+        "string_too_short": "não pode ser vazio",
     }
     if kind in ("less_than_equal", "less_than"):
         return f"deve ser ≤ {ctx.get('le', ctx.get('lt'))}"

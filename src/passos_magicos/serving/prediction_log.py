@@ -48,7 +48,7 @@ __all__ = [
 ModelSourceName = Literal["mlflow", "local", "fallback"]
 FeatureValue = float | str | None
 
-FILE_MODE = 0o644
+FILE_MODE = 0o600  # students' predictions: owner-only (every replica runs as the same user)
 READ_CHUNK_BYTES = 1 << 20
 _SECONDS_PER_DAY = 86_400
 _EPOCH = date(1970, 1, 1)

@@ -36,6 +36,7 @@ from passos_magicos.settings import Settings
 from passos_magicos.training.models import PontoViradaClassifier
 from passos_magicos.training.packaging import (
     BACKTEST_FILE,
+    FAIRNESS_FILE,
     conform_inputs,
     download_registered,
     export_registered,
@@ -73,6 +74,8 @@ class LoadedModel:
     compile_difference: float | None = None
     # The training run's per-year backtest (backtest.json); None when trained on one transition.
     backtest: dict[str, Any] | None = field(default=None, repr=False)
+    # Its fairness per group and backtest year (equidade.json); None when it has none.
+    fairness: dict[str, Any] | None = field(default=None, repr=False)
 
     def predict(self, raw: Array) -> Array:
         """Calibrated probabilities for a float matrix of raw inputs (MODEL_INPUTS order)."""
@@ -92,10 +95,11 @@ def _sklearn_predict(classifier: PontoViradaClassifier, raw: Array) -> Array:
     return np.asarray(classifier.predict_proba(conform_inputs(frame, classifier.features)))
 
 
-def read_backtest(folder: Path) -> dict[str, Any] | None:
-    """The backtest beside a model copy, read at load time: with a read-only models folder the
-    copy lives in a temporary folder that is gone once the model is loaded."""
-    path = folder / BACKTEST_FILE
+def read_backtest(folder: Path, name: str = BACKTEST_FILE) -> dict[str, Any] | None:
+    """The backtest (or, with `name`, another JSON table such as FAIRNESS_FILE) beside a model
+    copy, read at load time: with a read-only models folder the copy lives in a temporary
+    folder that is gone once the model is loaded."""
+    path = folder / name
     if not path.exists():
         return None
     try:
@@ -116,6 +120,7 @@ def build_loaded_model(
     source: Source,
     uri: str,
     backtest: dict[str, Any] | None = None,
+    fairness: dict[str, Any] | None = None,
 ) -> LoadedModel:
     compiled: CompiledModel | None = None
     difference: float | None = None
@@ -151,6 +156,7 @@ def build_loaded_model(
         metadata=metadata,
         compile_difference=difference,
         backtest=backtest,
+        fairness=fairness,
     )
 
 
@@ -169,6 +175,7 @@ def load_local(settings: Settings, source: Source) -> LoadedModel:
         source=source,
         uri=str(path),
         backtest=read_backtest(path),
+        fairness=read_backtest(path, FAIRNESS_FILE),
     )
 
 
@@ -192,11 +199,13 @@ def load_registered(settings: Settings) -> LoadedModel:
         classifier, _ = load_classifier(str(settings.local_model_dir))
         metadata = read_local_metadata(settings.local_model_dir)
         backtest = read_backtest(settings.local_model_dir)
+        fairness = read_backtest(settings.local_model_dir, FAIRNESS_FILE)
     except OSError:  # read-only models folder: load from a temporary copy
         with tempfile.TemporaryDirectory() as tmp:
             metadata = download_registered(settings, version, Path(tmp))
             classifier, _ = load_classifier(tmp)
             backtest = read_backtest(Path(tmp))
+            fairness = read_backtest(Path(tmp), FAIRNESS_FILE)
     return build_loaded_model(
         classifier,
         metadata,
@@ -206,6 +215,7 @@ def load_registered(settings: Settings) -> LoadedModel:
         source="mlflow",
         uri=f"models:/{settings.MLFLOW_MODEL_NAME}/{version}",
         backtest=backtest,
+        fairness=fairness,
     )
 
 

@@ -1,7 +1,10 @@
-"""API and admin tokens, fail-closed: with no token configured the endpoint refuses.
+"""API, admin and team tokens, fail-closed: with no token configured the endpoint refuses.
 
 Prediction endpoints expose data about minors. Tokens are compared in constant time against
-every configured token (no early exit that would leak which one matched)."""
+every configured token (no early exit that would leak which one matched).
+
+Follow-up records (acompanhamentos) have a role of their own: the team's tokens (TEAM_TOKENS,
+`nome:token`) read and write, and the name becomes the record's author; API tokens only read."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from passos_magicos.serving.deps import AppState, app_state
 from passos_magicos.settings import Settings
@@ -78,3 +82,101 @@ async def require_admin_token(
 
 ApiToken = Depends(require_api_token)
 AdminToken = Depends(require_admin_token)
+
+
+# -- follow-ups: team tokens (write) and API tokens (read) -------------------------------------
+
+# Declared as security schemes so that OpenAPI shows them on the follow-up operations; the
+# checks below do the refusing (auto_error=False: our 401/403 messages, in Portuguese).
+TEAM_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="token",
+    description="`Authorization: Bearer <token>`. Acompanhamentos: um token da equipe "
+    "(TEAM_TOKENS) lê e escreve; um token de API (API_TOKENS) só lê.",
+)
+TOKEN_HEADER = APIKeyHeader(
+    name=API_TOKEN_HEADER,
+    auto_error=False,
+    scheme_name="tokenNoCabecalho",
+    description=f"O mesmo token em `{API_TOKEN_HEADER}`.",
+)
+
+
+def _followup_token(header: str | None, bearer: HTTPAuthorizationCredentials | None) -> str | None:
+    if header:
+        return header
+    if bearer is not None and bearer.credentials.strip():
+        return bearer.credentials.strip()
+    return None
+
+
+def team_member(presented: str, settings: Settings) -> str | None:
+    """The name of the team token `presented` is (every token compared, constant time)."""
+    found: str | None = None
+    for name, token in settings.team_tokens:
+        if hmac.compare_digest(presented.encode(), token.encode()) and found is None:
+            found = name
+    return found
+
+
+def _missing_token() -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "token ausente: envie 'Authorization: Bearer <token>' (token da equipe ou de API) ou "
+        f"{API_TOKEN_HEADER}",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def require_followup_reader(
+    state: Annotated[AppState, Depends(app_state)],
+    header: Annotated[str | None, Depends(TOKEN_HEADER)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(TEAM_BEARER)],
+) -> bool:
+    """A team token or an API token (none configured at all: 403); True for the team."""
+    settings = state.settings
+    if not settings.team_tokens and not settings.api_tokens:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "acompanhamentos desabilitados: nenhum token configurado (TEAM_TOKENS ou API_TOKENS)",
+        )
+    presented = _followup_token(header, bearer)
+    if presented is None:
+        raise _missing_token()
+    is_member = team_member(presented, settings) is not None
+    if not (is_member | _matches(presented, settings.api_tokens)):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "token inválido")
+    return is_member
+
+
+async def require_team_member(
+    state: Annotated[AppState, Depends(app_state)],
+    header: Annotated[str | None, Depends(TOKEN_HEADER)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(TEAM_BEARER)],
+) -> str:
+    """The author's name: only a team token writes (no TEAM_TOKENS: 403, nobody writes)."""
+    settings = state.settings
+    if not settings.team_tokens:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "registro de acompanhamentos desabilitado: nenhum token da equipe configurado "
+            "(TEAM_TOKENS)",
+        )
+    presented = _followup_token(header, bearer)
+    if presented is None:
+        raise _missing_token()
+    name = team_member(presented, settings)
+    if name is not None:
+        return name
+    if _matches(presented, settings.api_tokens):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "o token de API só lê acompanhamentos; para registrar ou mudar, use um token da "
+            "equipe (TEAM_TOKENS)",
+        )
+    raise HTTPException(status.HTTP_403_FORBIDDEN, "token inválido")
+
+
+FollowupReader = Depends(require_followup_reader)
+ReaderIsTeam = Annotated[bool, Depends(require_followup_reader)]
+TeamMember = Annotated[str, Depends(require_team_member)]

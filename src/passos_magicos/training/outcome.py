@@ -16,6 +16,7 @@ from passos_magicos.features import TransitionSet
 from passos_magicos.registry import GateVerdict
 from passos_magicos.training.backtest import Backtest
 from passos_magicos.training.evaluation import Evaluation
+from passos_magicos.training.fairness import FairnessReport
 from passos_magicos.training.models import PontoViradaClassifier
 from passos_magicos.training.selection import Selection
 
@@ -36,6 +37,7 @@ class TrainOutcome:
     leakage_aucs: dict[str, float] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)  # monitoring's reference profile
     backtest: Backtest | None = None
+    fairness: FairnessReport | None = None  # per group and backtest year (training/fairness.py)
 
     @property
     def headline(self) -> Evaluation:
@@ -64,6 +66,8 @@ def flat_metrics(outcome: TrainOutcome) -> dict[str, float]:
             }
     if outcome.backtest is not None:
         metrics |= outcome.backtest.flat_metrics()
+    if outcome.fairness is not None:
+        metrics |= outcome.fairness.flat_metrics()
     return {k: v for k, v in metrics.items() if not np.isnan(v)}
 
 
@@ -93,6 +97,7 @@ def describe(outcome: TrainOutcome) -> dict[str, Any]:
         "limiar": outcome.classifier.threshold,
         "metricas": flat_metrics(outcome),
         "backtest": outcome.backtest.as_dict() if outcome.backtest is not None else None,
+        "equidade": outcome.fairness.as_dict() if outcome.fairness is not None else None,
         "selecao": outcome.selection.scores if outcome.selection is not None else None,
         "portao": outcome.gate.summary() if outcome.gate is not None else None,
         "aprovado": bool(outcome.gate.passed) if outcome.gate is not None else None,

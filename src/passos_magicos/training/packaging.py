@@ -35,6 +35,8 @@ OUTPUT_LABEL: Final = "pv_previsto"
 METADATA_FILE: Final = "ponto_virada.json"
 BACKTEST_FILE: Final = "backtest.json"  # beside a local copy: what /model/backtest serves
 BACKTEST_ARTIFACT: Final = f"backtest/{BACKTEST_FILE}"  # in the training run
+FAIRNESS_FILE: Final = "equidade.json"  # beside a local copy: what /model/fairness serves
+FAIRNESS_ARTIFACT: Final = f"fairness/{FAIRNESS_FILE}"  # in the training run
 
 
 def pip_requirements() -> list[str]:
@@ -102,17 +104,33 @@ def input_example(frame: pd.DataFrame, features: tuple[str, ...]) -> pd.DataFram
     return example.replace({np.nan: None})
 
 
+@contextmanager
+def _package_code() -> Iterator[str]:
+    """This package's code for `code_paths`, copied without its files' modes: MLflow keeps the
+    modes it finds, and every file under the model folders stays owner-only (the umask)."""
+    with tempfile.TemporaryDirectory(prefix="passos-code-") as tmp:
+        target = Path(tmp) / "passos_magicos"
+        shutil.copytree(
+            Path(passos_magicos.__file__).parent,
+            target,
+            copy_function=shutil.copyfile,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+        yield str(target)
+
+
 def log_model(classifier: PontoViradaClassifier, example: pd.DataFrame) -> Any:
     """Log the pyfunc in the active run (registration is the registry module's job)."""
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=PontoViradaModel(classifier),
-        code_paths=[str(Path(passos_magicos.__file__).parent)],
-        pip_requirements=pip_requirements(),
-        signature=model_signature(),
-        input_example=input_example(example, classifier.features),
-        metadata={"threshold": classifier.threshold, "kind": classifier.kind},
-    )
+    with _package_code() as code:
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=PontoViradaModel(classifier),
+            code_paths=[code],
+            pip_requirements=pip_requirements(),
+            signature=model_signature(),
+            input_example=input_example(example, classifier.features),
+            metadata={"threshold": classifier.threshold, "kind": classifier.kind},
+        )
 
 
 def save_local(
@@ -127,11 +145,11 @@ def save_local(
     from passos_magicos.registry import mlflow_defaults
 
     mlflow_defaults()
-    with _swap_into(path) as target:
+    with _swap_into(path) as target, _package_code() as code:
         mlflow.pyfunc.save_model(
             path=str(target),
             python_model=PontoViradaModel(classifier),
-            code_paths=[str(Path(passos_magicos.__file__).parent)],
+            code_paths=[code],
             pip_requirements=pip_requirements(),
             signature=model_signature(),
             input_example=input_example(example, classifier.features),
@@ -215,15 +233,17 @@ def download_registered(settings: Settings, version: str, target: Path) -> dict[
 
 
 def _copy_backtest(run_id: str, target: Path) -> None:
-    """The run's backtest table beside the model copy (absent for single-transition runs)."""
+    """The run's backtest and fairness tables beside the model copy (absent for
+    single-transition runs, and fairness for runs older than it)."""
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
-    try:
-        path = download_artifacts(run_id=run_id, artifact_path=BACKTEST_ARTIFACT)
-    except (MlflowException, OSError):
-        return
-    shutil.copyfile(path, target / BACKTEST_FILE)
+    for artifact, name in ((BACKTEST_ARTIFACT, BACKTEST_FILE), (FAIRNESS_ARTIFACT, FAIRNESS_FILE)):
+        try:
+            path = download_artifacts(run_id=run_id, artifact_path=artifact)
+        except (MlflowException, OSError):
+            continue
+        shutil.copyfile(path, target / name)
 
 
 def export_registered(settings: Settings, version: str) -> Path:

@@ -18,11 +18,14 @@ from passos_magicos.monitoring.reference import REFERENCE_ARTIFACT, REFERENCE_FI
 from passos_magicos.progress import Echo
 from passos_magicos.settings import Settings
 from passos_magicos.training.backtest import Backtest
+from passos_magicos.training.fairness import gate_flags
 from passos_magicos.training.models import model_params
 from passos_magicos.training.outcome import TrainOutcome, evaluation_key, flat_metrics, rescorer
 from passos_magicos.training.packaging import (
     BACKTEST_ARTIFACT,
     BACKTEST_FILE,
+    FAIRNESS_ARTIFACT,
+    FAIRNESS_FILE,
     METADATA_FILE,
     log_model,
     save_local,
@@ -100,6 +103,7 @@ def gate_candidate(
         rescore=rescore,
         inde_verdict=inde_verdict,
         inde_difference=inde_difference,
+        fairness_flags=gate_flags(outcome.fairness),
     )
 
 
@@ -177,6 +181,8 @@ def publish_to_mlflow(
         mlflow.log_dict(outcome.reference, REFERENCE_ARTIFACT)
         if outcome.backtest is not None:
             mlflow.log_dict(backtest_document(outcome), BACKTEST_ARTIFACT)
+        if outcome.fairness is not None:
+            mlflow.log_dict(outcome.fairness.as_dict(), FAIRNESS_ARTIFACT)
         tick("registrando o modelo…")
         info = log_model(classifier, outcome.transitions.X)
         version = registry.register_version(client, name, info.model_uri, info.model_id, run)
@@ -298,6 +304,11 @@ def publish_locally(settings: Settings, outcome: TrainOutcome, tick: Echo) -> No
             **(
                 {BACKTEST_FILE: json.dumps(backtest_document(outcome), ensure_ascii=False)}
                 if outcome.backtest is not None
+                else {}
+            ),
+            **(
+                {FAIRNESS_FILE: json.dumps(outcome.fairness.as_dict(), ensure_ascii=False)}
+                if outcome.fairness is not None
                 else {}
             ),
         },

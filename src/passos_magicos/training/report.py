@@ -18,6 +18,7 @@ from passos_magicos.data.schema import PV_DERIVADO
 from passos_magicos.performance import EMPATA, PERDE, SUPERA, Comparison, Interval
 from passos_magicos.training.backtest import MODEL, NAMES, Backtest
 from passos_magicos.training.evaluation import BASELINES, Evaluation
+from passos_magicos.training.fairness import card_lines
 from passos_magicos.training.selection import SELECTION_MARGIN
 
 if TYPE_CHECKING:
@@ -442,6 +443,15 @@ def model_card(model_name: str, outcome: TrainOutcome, gate_summary: str | None 
             "conhecer os resultados, no espírito do CBPE do NannyML).",
             "",
             rates_table(backtest),
+            "",
+        ]
+    if outcome.fairness is not None:
+        lines += card_lines(outcome.fairness)
+    else:
+        lines += [
+            "## Equidade",
+            "Sem backtest (uma só transição rotulada), não há relatório de equidade por grupo: "
+            "ele precisa de pelo menos três ciclos com PV.",
             "",
         ]
     for evaluation in outcome.evaluations.values():

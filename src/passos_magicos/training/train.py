@@ -30,6 +30,11 @@ from passos_magicos.training.evaluation import (
     evaluate_grouped_cv,
     fit_recipe,
 )
+from passos_magicos.training.fairness import (
+    FairnessReport,
+    fairness_report,
+    write_fairness_plot,
+)
 from passos_magicos.training.models import PontoViradaClassifier
 from passos_magicos.training.outcome import TrainOutcome
 from passos_magicos.training.publish import log_backtest_run, publish_locally, publish_to_mlflow
@@ -90,9 +95,12 @@ def run_training(
         backtest = run_backtest(
             transitions, kind, folds, seed, settings.BACKTEST_REPLICATES, cache, tick, rosters
         )
+        fairness: FairnessReport | None = None
         if backtest is not None:
             tick(newest_year_statement(backtest))
             tick(verdict_sentence(backtest.newest.as_evaluation()))
+            fairness = fairness_report(backtest, transitions)
+            tick(f"equidade: {fairness.summary()}")
         else:
             tick("só uma transição rotulada: sem backtest; vale a CV agrupada por aluno")
 
@@ -120,6 +128,7 @@ def run_training(
         evaluations=evaluations,
         selection=selection,
         backtest=backtest,
+        fairness=fairness,
         timings=timer.timings,
         model_card="",
         leakage_aucs=leakage_aucs,
@@ -148,6 +157,8 @@ def _report_and_publish(settings: Settings, outcome: TrainOutcome, timer: StageT
             plots = [p for e in outcome.evaluations.values() for p in write_plots(e, folder)]
             if outcome.backtest is not None:
                 plots += write_backtest_plots(outcome.backtest, folder)
+            if outcome.fairness is not None:
+                plots.append(write_fairness_plot(outcome.fairness, folder))
             outcome.model_card = write_card(settings.MLFLOW_MODEL_NAME, outcome)
         with timer.stage("mlflow", "Registrando no MLflow e portão de qualidade") as tick:
             if settings.MLFLOW_ENABLED:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from passos_magicos.followups.schemas import RelatorioAcompanhamentos
 from passos_magicos.performance import intervals_as_dict
 from passos_magicos.serving.cohort import IncompatibleFeaturesError
 from passos_magicos.serving.deps import State, model_or_503
@@ -92,6 +93,12 @@ class RegistroRealizado(BaseModel):
     verificacao: dict[str, Any] = Field(
         description="A verificação como em `GET /alerts/status` (`desempenho_realizado`)"
     )
+    acompanhamentos: RelatorioAcompanhamentos | None = Field(
+        default=None,
+        description="Da ação ao desfecho (descritivo, não causal): taxa de PV em t+1 dos "
+        "sinalizados com e sem acompanhamento, e por tipo, com contagens e intervalos de 95%; "
+        "nulo nas avaliações gravadas antes deste relatório existir",
+    )
 
 
 class DesempenhoRealizado(BaseModel):
@@ -165,7 +172,8 @@ ModeloQuery = Annotated[
     "desfechos do ciclo t+1: para as previsões feitas para os alunos do ciclo t, ROC-AUC, "
     "PR-AUC, recall entre os 15% e 25% mais prováveis e Brier com intervalos de 95%, ao lado "
     "da estimativa que existia antes dos desfechos; taxas de PV prevista e real; origem dos "
-    "rótulos. Exige o token de API.",
+    "rótulos; e o relatório da ação ao desfecho (`acompanhamentos`: taxa de PV dos sinalizados "
+    "com e sem acompanhamento, descritivo, não causal). Exige o token de API.",
     responses=AUTH_ERRORS,
 )
 async def realised(
