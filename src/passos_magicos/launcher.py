@@ -1,6 +1,6 @@
 """`passos-magicos run` (what `make run` does): train on the embedded defaults, promote on the
 first run, then serve the API, the dashboard and the MLflow UI until Ctrl-C, printing where
-they are."""
+they are. Ctrl-C or SIGTERM stops all of them."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from passos_magicos import registry
 from passos_magicos.monitoring.realised import realised_stage
@@ -141,7 +145,30 @@ def first_monitoring_pass(settings: Settings, base: str, token: str, echo: Echo)
     echo(f"monitoramento: primeira execução {report['status']} ({seen} previsões)")
 
 
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a container stop, `kill`) ends the run like Ctrl-C, so the children it started
+    are stopped too instead of being left behind."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_everything(settings: Settings, data_uris: list[str], echo: Echo) -> int:
+    with stop_on_sigterm():
+        return _run_everything(settings, data_uris, echo)
+
+
+def _run_everything(settings: Settings, data_uris: list[str], echo: Echo) -> int:
     api_token = os.environ.get("API_TOKENS") or local_secret(settings.DATA_DIR / "api-token")
     admin_token = os.environ.get("ADMIN_RELOAD_TOKEN") or local_secret(
         settings.DATA_DIR / "admin-token"

@@ -27,6 +27,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 
+from passos_magicos.database import create_tables
+
 SQLITE_BUSY_SECONDS: Final = 30.0
 INSERT_CHUNK: Final = 500  # rows per executemany: bounded statements on both backends
 
@@ -129,13 +131,7 @@ class PerformanceHistory:
             self.engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
-        try:
-            METADATA.create_all(self.engine)
-        except sa.exc.DBAPIError:
-            # Another process (the API, a job) created them at the same moment.
-            names = set(sa.inspect(self.engine).get_table_names())
-            if not {table.name for table in METADATA.sorted_tables} <= names:
-                raise
+        create_tables(METADATA, self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()

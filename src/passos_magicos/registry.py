@@ -66,8 +66,9 @@ def mlflow_defaults() -> None:
     quiet_mlflow_logs()
 
 
-def configure(settings: Settings) -> MlflowClient:
-    """Point MLflow at the configured server, or at the embedded local store under DATA_DIR."""
+def client_for(settings: Settings) -> MlflowClient:
+    """A client of the configured server (or of the embedded store under DATA_DIR) that leaves
+    MLflow's process-wide URIs alone: the API's alias poller runs beside other code."""
     mlflow_defaults()
     if settings.MLFLOW_TRACKING_USERNAME:
         os.environ["MLFLOW_TRACKING_USERNAME"] = settings.MLFLOW_TRACKING_USERNAME
@@ -77,9 +78,15 @@ def configure(settings: Settings) -> MlflowClient:
         )
     if settings.MLFLOW_TRACKING_URI is None:
         (settings.DATA_DIR / "mlflow").mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def configure(settings: Settings) -> MlflowClient:
+    """Point MLflow (process-wide, for the fluent API) at the configured store."""
+    client = client_for(settings)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    return client
 
 
 def ensure_experiment(client: MlflowClient, settings: Settings) -> str:

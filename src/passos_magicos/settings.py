@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = Field(default=2_000_000, ge=1024)
     BATCH_LIMIT: int = Field(default=1000, ge=1)
     ALUNOS_LIMIT: int = Field(default=200, ge=1)
-    MODEL_POLL_SECONDS: float = Field(default=0.0, ge=0)  # 0 = do not follow the alias
+    # Every worker checks the alias (or the local copy) this often and loads a new version by
+    # itself: a promotion reaches every replica within this bound plus the load (README). 0 = off.
+    MODEL_POLL_SECONDS: float = Field(default=30.0, ge=0)
     MODEL_RETRY_SECONDS: float = Field(default=10.0, gt=0)
 
     # Feature store: offline Parquet, online SQL (SQLite by default, PostgreSQL in production).
@@ -226,6 +228,13 @@ class Settings(BaseSettings):
     def monitoring_store_url(self) -> str:
         default = (self.PREDICTION_LOG_PATH.parent / "monitoring.db").resolve()
         return self.MONITORING_STORE_URL or f"sqlite:///{default}"
+
+    @property
+    def reload_marker_path(self) -> Path:
+        """Beside the prediction log (a volume every worker and replica shares and can write):
+        rewritten by each POST /admin/reload-model, watched by every worker."""
+        log = self.PREDICTION_LOG_PATH
+        return log.with_name(f".{log.stem}-recarga.json")
 
     @property
     def offline_store_dir(self) -> Path:

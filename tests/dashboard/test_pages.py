@@ -45,7 +45,16 @@ def test_overview_shows_the_model_and_its_quality(dashboard_env: LiveApi) -> Non
     at = _page("visao-geral")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Versão"] == "v1"
-    assert int(metrics["Alunos pontuados (total de previsões)"].replace(".", "")) >= STUDENTS * 0.8
+    # The default roster holds the newest cycle's students, each counted once however often
+    # the list is viewed (the conftest viewed it; this view adds nothing).
+    roster = httpx.get(
+        f"{dashboard_env.url}/predict/alunos",
+        headers={"X-API-Token": dashboard_env.token},
+        timeout=60,
+    ).json()["previsoes"]
+    assert STUDENTS * 0.5 <= len(roster) < STUDENTS
+    total = int(metrics["Alunos pontuados (total de previsões)"].replace(".", ""))
+    assert len(roster) <= total < len(roster) + 50  # + the few single predictions of other tests
     text = " ".join(m.value for m in at.markdown)
     assert "Testado em 2021→2022, um ano que o modelo não viu no treino" in text
     assert "Última verificação" in text

@@ -1231,6 +1231,10 @@ def test_compose_environment_is_settings_and_has_no_real_secret() -> None:
     assert api.online_store_url == settings("trainer").online_store_url
     assert "@postgres:5432/passos" in api.online_store_url
     assert api.monitoring_store_url == monitor.monitoring_store_url
+    # Training records realised performance in the same history, from the API's log.
+    assert settings("trainer").monitoring_store_url == api.monitoring_store_url
+    volumes = {name: compose["services"][name].get("volumes", []) for name in ("api", "trainer")}
+    assert "logs:/app/logs" in volumes["api"] and "logs:/app/logs" in volumes["trainer"]
 
 
 def test_postgres_init_creates_the_database_of_the_app_urls() -> None:

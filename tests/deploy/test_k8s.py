@@ -377,7 +377,7 @@ def test_dashboard_deployment(manifests: list[dict[str, Any]]) -> None:
 @pytest.mark.parametrize(
     ("name", "schedule", "claims"),
     [
-        ("passos-magicos-train", "0 6 * * 1", {"feature-store-pvc", "models-pvc"}),
+        ("passos-magicos-train", "0 6 * * 1", {"feature-store-pvc", "models-pvc", "logs-pvc"}),
         ("passos-magicos-monitoring", "0 */6 * * *", PVCS),
     ],
 )

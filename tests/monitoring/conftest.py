@@ -18,7 +18,7 @@ import pytest
 from passos_magicos.data.dataset import SourceFile, build_dataset
 from passos_magicos.data.synth import render_synthetic
 from passos_magicos.features import CATEGORICAL, MODEL_INPUTS, build_transitions
-from passos_magicos.monitoring.reference import build_reference
+from passos_magicos.reference_profile import build_reference
 from passos_magicos.training.evaluation import fit_recipe
 from passos_magicos.training.models import PontoViradaClassifier
 

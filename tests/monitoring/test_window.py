@@ -91,15 +91,26 @@ def test_fast_and_line_by_line_parsing_agree(tmp_path: Path) -> None:
 
     records = [record(i, str(i % 2)) for i in range(50)]
     records[3]["features"] = {"pv": 1.0, "pedra": "Quartzo", "iaa": 75}  # partial, an int
+    for i in (20, 21):  # roster lines: a student's own record, with the feature-store version
+        records[i] |= {"tipo": "lista", "aluno_id": f"RA-{i}", "features_versao": 4}
     lines = encode_records(records).splitlines()
     lines.insert(10, b'{"ts": "2026-11-01T00:00:00.000Z"}')  # JSON, but not a prediction
+    view = {"ts": "2026-11-01T00:00:01.000Z", "tipo": "consulta", "request_id": "v", "alunos": 2}
+    lines.insert(30, encode_records([view | {"latencia_ms": 3.0, "ciclos": [2024]}]).strip())
     fast = module._parse_fast(b"\n".join(lines), MODEL_INPUTS)
     assert fast is not None, "the Arrow reader should take a well-formed batch"
     slow = module._parse_slow(b"\n".join(lines), MODEL_INPUTS)
-    (fast_rows, fast_invalid), (slow_rows, slow_invalid) = fast, slow
-    assert fast_invalid == slow_invalid == 1
+    (fast_rows, fast_invalid), (slow_rows, slow_invalid) = (
+        (fast.rows, fast.invalid),
+        (slow.rows, slow.invalid),
+    )
+    assert fast_invalid == slow_invalid == 1  # the view is neither a prediction nor invalid
+    assert fast.views.tolist() == slow.views.tolist() == [len(lines) - 1 - 30]
+    assert fast.lines == slow.lines == len(lines)
     np.testing.assert_array_equal(fast_rows.line, slow_rows.line)
     np.testing.assert_array_equal(fast_rows.key, slow_rows.key)
+    assert fast_rows.identity.tolist() == slow_rows.identity.tolist()
+    assert sum(i is not None for i in fast_rows.identity.tolist()) == 2
     assert fast_rows.ts.to_pylist() == slow_rows.ts.to_pylist()
     np.testing.assert_allclose(fast_rows.scores, slow_rows.scores)
     np.testing.assert_array_equal(fast_rows.predicted, slow_rows.predicted)
@@ -121,7 +132,8 @@ def test_fast_and_line_by_line_parsing_agree(tmp_path: Path) -> None:
     assert module._parse_fast(b"\n".join(lines), MODEL_INPUTS) is None
     odd = encode_records([record(0, "1") | {"features": {"pv": True, "iaa": "7"}}])
     assert module._parse_fast(odd, MODEL_INPUTS) is None  # types the reader does not take…
-    rows, invalid = module._parse_slow(odd, MODEL_INPUTS)
+    batch = module._parse_slow(odd, MODEL_INPUTS)
+    rows, invalid = batch.rows, batch.invalid
     assert invalid == 0 and rows.features["pv"][0] == 1.0  # …are read line by line
     assert np.isnan(rows.features["iaa"][0])
 
@@ -137,3 +149,29 @@ def test_blocks_split_lines_exactly_once(tmp_path: Path, monkeypatch: pytest.Mon
         monkeypatch.setattr(module, "READ_BLOCK", size)
         seen = [line for block in module.blocks_newest_first(path) for line in module._lines(block)]
         assert seen == lines[::-1], size
+
+
+def test_roster_views_are_not_invalid_and_repeats_count_once(tmp_path: Path) -> None:
+    """A roster view is a request (skipped, not invalid); the same student, model version and
+    feature-store version seen again counts once, as its newest prediction."""
+    path = tmp_path / "predictions.jsonl"
+    own = {"aluno_id": "RA-1", "features_versao": 3, "endpoint": "/predict/aluno"}
+    view = {
+        "ts": "2026-11-01T00:00:00.000Z",
+        "tipo": "consulta",
+        "request_id": "v",
+        "latencia_ms": 2.0,
+        "ciclos": [2024],
+        "alunos": 10,
+    }
+    with PredictionLog(path, 10_000_000, daily=False) as log:
+        log.append([record(i, "1") | own | {"probabilidade": 0.1 * i} for i in range(1, 4)])
+        log.append([view, view])  # type: ignore[list-item]
+        log.append([record(9, "1") | own | {"features_versao": 4}])  # a new feature version
+        log.append([record(i, "1") for i in range(10, 15)])  # caller-given inputs
+    window = read_window(path, MODEL_INPUTS, limit=100)
+    (version,) = window.versions
+    assert version.n == 7 and window.view_lines == 2 and window.repeated_lines == 2
+    assert window.invalid_lines == 0 and window.scanned_lines == 11
+    big = sorted(round(float(x), 6) for x in version.scores if x > 0.05)
+    assert big == [0.3]  # RA-1 at feature version 3: only its newest prediction (0.3)

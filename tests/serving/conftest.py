@@ -21,7 +21,7 @@ from passos_magicos.data.storage import SourceFile
 from passos_magicos.data.synth import render_synthetic
 from passos_magicos.feature_store.materialize import materialize_online, store_offline
 from passos_magicos.features import build_transitions
-from passos_magicos.monitoring.reference import REFERENCE_FILE, build_reference
+from passos_magicos.reference_profile import REFERENCE_FILE, build_reference
 from passos_magicos.serving.app import create_app
 from passos_magicos.settings import Settings
 from passos_magicos.training.evaluation import fit_recipe

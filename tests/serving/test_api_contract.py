@@ -346,15 +346,17 @@ def test_openapi_is_in_portuguese_with_examples(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
 
 
-def test_a_prediction_that_cannot_be_logged_is_not_served(
-    make_client: Any, monkeypatch: pytest.MonkeyPatch
+def test_a_prediction_whose_line_cannot_be_logged_is_served_and_counted(
+    make_client: Any, tmp_path: Path
 ) -> None:
-    client = make_client()
-    log = client.app.state.passos.prediction_log  # type: ignore[attr-defined]
-
-    def disk_full(*_: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(log, "append", disk_full)
+    """A full disk under the log (a real ENOSPC: the log is /dev/full) does not stop serving;
+    the lost line is counted in /metrics (tests/faults/test_full_disk.py: all of it)."""
+    log = tmp_path / "cheio.jsonl"
+    log.symlink_to("/dev/full")
+    client = make_client(
+        PREDICTION_LOG_PATH=log, MONITORING_STORE_URL=f"sqlite:///{tmp_path / 'mon.db'}"
+    )
     response = client.post("/predict", json=RECORD, headers=AUTH)
-    assert response.status_code == 503 and "log" in response.json()["detail"]
+    assert response.status_code == 200 and response.json()["probabilidade_pv"] >= 0
+    metrics = client.get("/metrics").json()
+    assert metrics["linhas_perdidas"] == 1 and metrics["total_predicoes"] == 0

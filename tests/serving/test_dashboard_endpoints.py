@@ -45,7 +45,7 @@ def test_every_prediction_carries_the_student_profile(
     client: TestClient, served_root: Path
 ) -> None:
     snapshot = OnlineStore(settings_for(served_root).online_store_url).load_active()
-    everyone = client.get("/predict/alunos", headers=AUTH).json()["previsoes"]
+    everyone = client.get("/predict/alunos?ciclo=todos", headers=AUTH).json()["previsoes"]
     assert len(everyone) == len(snapshot)
     for item in everyone:
         student = snapshot.students[item["aluno_id"]]

@@ -175,13 +175,13 @@ def test_validation_errors_in_portuguese(team: Any) -> None:
 def test_openapi_describes_responses_and_security(team: Any) -> None:
     schema = team().get("/openapi.json").json()
     schemes = schema["components"]["securitySchemes"]
-    assert schemes["token"] == {
+    assert schemes["tokenDaEquipe"] == {
         "type": "http",
         "scheme": "bearer",
-        "description": schemes["token"]["description"],
+        "description": schemes["tokenDaEquipe"]["description"],
     }
-    assert "TEAM_TOKENS" in schemes["token"]["description"]
-    assert schemes["tokenNoCabecalho"]["in"] == "header"
+    assert "TEAM_TOKENS" in schemes["tokenDaEquipe"]["description"]
+    assert schemes["tokenDeApiNoCabecalho"]["in"] == "header"
     operations = [
         ("/acompanhamentos", "post", {"201", "401", "403", "404", "409", "422", "503"}),
         ("/acompanhamentos", "get", {"200", "401", "403", "422", "503"}),
@@ -194,10 +194,13 @@ def test_openapi_describes_responses_and_security(team: Any) -> None:
         operation = schema["paths"][path][method]
         assert operation["tags"] == ["acompanhamentos"]
         assert codes <= set(operation["responses"]), (path, method, operation["responses"])
-        assert {name for item in operation["security"] for name in item} == {
-            "token",
-            "tokenNoCabecalho",
-        }
+        # Reads: a team token or an API token (either header); writes: a team token only.
+        expected = (
+            {"tokenDaEquipe", "tokenDeApi", "tokenDeApiNoCabecalho"}
+            if method == "get"
+            else {"tokenDaEquipe"}
+        )
+        assert {name for item in operation["security"] for name in item} == expected
         if "422" in codes:  # our body, not FastAPI's default HTTPValidationError
             described = operation["responses"]["422"]["content"]["application/json"]["schema"]
             assert described["$ref"].endswith("/ErroValidacao"), (path, method)

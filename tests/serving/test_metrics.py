@@ -37,6 +37,11 @@ CONTRACT_KEYS = {
     "linhas_invalidas",
     "janela",
     "predicoes_na_janela",
+    "requisicoes",
+    "consultas_lista",
+    "listas_registradas",
+    "predicoes_repetidas",
+    "linhas_perdidas",
 }
 
 

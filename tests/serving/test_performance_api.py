@@ -47,8 +47,11 @@ def test_every_prediction_logs_the_cycle_it_scored(make_client: Any, tmp_path: P
     roster = client.get("/predict/alunos", headers=AUTH).json()["previsoes"]
     lines = [json.loads(line) for line in settings["PREDICTION_LOG_PATH"].read_text().splitlines()]
     assert [line["ciclo"] for line in lines[:2]] == [2024, None]
-    cycles = {line["aluno_id"]: line["ciclo"] for line in lines[2:]}
+    # The roster: its students once (tipo "lista"), then the view itself (tipo "consulta").
+    *students, view = lines[2:]
+    cycles = {line["aluno_id"]: line["ciclo"] for line in students}
     assert cycles == {body["aluno_id"]: body["ciclo"] for body in roster}
+    assert {line["tipo"] for line in students} == {"lista"} and view["tipo"] == "consulta"
     assert {line["endpoint"] for line in lines[2:]} == {"/predict/alunos"}
 
 

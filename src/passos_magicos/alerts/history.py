@@ -8,6 +8,9 @@ shared by every replica).
   read-modify-write in one transaction (`AlertHistory.transition`), so two overlapping job runs
   never both act on the same key from the same stale state.
 - `monitoring_runs`: the report of each monitoring run (JSON).
+- `log_losses`: one row per API process that could not write prediction-log lines (disk full,
+  I/O error), with its running count, so that every replica's `/metrics` and the monitoring job
+  see the lines lost anywhere (this store lives apart from the log's volume in production).
 
 Timestamps are ISO 8601 strings in UTC (portable, and readable in any SQL client).
 """
@@ -26,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
 from passos_magicos.alerts.findings import KEY_CHARS
+from passos_magicos.database import create_tables
 
 T = TypeVar("T")
 
@@ -69,6 +73,23 @@ MONITORING_RUNS = sa.Table(
     sa.Column("status", sa.String(40), nullable=False),
     sa.Column("report", sa.Text, nullable=False),  # JSON
 )
+LOG_LOSSES = sa.Table(
+    "log_losses",
+    METADATA,
+    sa.Column("origin", sa.String(200), primary_key=True),  # host:pid:token of one process
+    sa.Column("lost", sa.Integer, nullable=False),  # running count of that process
+    sa.Column("first_at", sa.String(40), nullable=False),
+    sa.Column("last_at", sa.String(40), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class LogLosses:
+    """Prediction-log lines lost by every process so far, and when the last one was lost."""
+
+    total: int
+    last_at: str | None
+    processes: int
 
 
 @dataclass(frozen=True)
@@ -143,13 +164,7 @@ class AlertHistory:
             _install_sqlite_transactions(self.engine)
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
-        try:
-            METADATA.create_all(self.engine)
-        except sa.exc.DBAPIError:
-            # Another process (the API, the job) created them at the same moment.
-            names = set(sa.inspect(self.engine).get_table_names())
-            if not {table.name for table in METADATA.sorted_tables} <= names:
-                raise
+        create_tables(METADATA, self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -283,6 +298,29 @@ class AlertHistory:
                 MONITORING_RUNS.select().order_by(MONITORING_RUNS.c.id.desc()).limit(limit)
             ).all()
         return [_run_from_row(row._mapping) for row in rows]
+
+    # -- prediction-log lines lost ---------------------------------------------------------------
+
+    def save_log_losses(self, origin: str, lost: int, first_at: str, last_at: str) -> None:
+        """Set the running count of lines `origin` (one process) could not write."""
+        values = {"lost": lost, "first_at": first_at, "last_at": last_at}
+        with self._write() as connection:
+            updated = connection.execute(
+                LOG_LOSSES.update().where(LOG_LOSSES.c.origin == origin).values(**values)
+            )
+            if not updated.rowcount:
+                connection.execute(LOG_LOSSES.insert().values(origin=origin, **values))
+
+    def log_losses(self) -> LogLosses:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(
+                    sa.func.coalesce(sa.func.sum(LOG_LOSSES.c.lost), 0),
+                    sa.func.max(LOG_LOSSES.c.last_at),
+                    sa.func.count(),
+                ).select_from(LOG_LOSSES)
+            ).one()
+        return LogLosses(total=int(row[0]), last_at=row[1], processes=int(row[2]))
 
     def run(self, run_id: int) -> dict[str, Any] | None:
         """One run by id, with its parsed report; None when there is no such run."""

@@ -78,9 +78,11 @@ class ApiClient:
         result: dict[str, Any] = self._get("/alerts/history", {"por_pagina": per_page})
         return result
 
-    def students(self) -> dict[str, Any]:
-        """Every student of the latest cycle, scored and ranked by the API."""
-        result: dict[str, Any] = self._get("/predict/alunos")
+    def students(self, cycle: str | None = None) -> dict[str, Any]:
+        """The students of the latest cycle (or of `cycle`: a year, or `todos`), scored and
+        ranked by the API (which logs each roster once, however often it is viewed)."""
+        params = {"ciclo": cycle} if cycle else None
+        result: dict[str, Any] = self._get("/predict/alunos", params)
         return result
 
     def student(self, aluno_id: str) -> dict[str, Any]:

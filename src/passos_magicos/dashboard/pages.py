@@ -329,8 +329,11 @@ def quality(info: dict[str, Any], backtest: dict[str, Any] | None) -> None:
 # -- Alunos ---------------------------------------------------------------------------------
 
 
-def roster(api: ApiClient) -> pd.DataFrame:
-    data = fetch(api, "students", label="Pontuando os alunos do último ciclo…")
+ALL_CYCLES = "todos"  # the API's `ciclo` for every cycle's students
+
+
+def roster(api: ApiClient, cycle: str | None = None) -> pd.DataFrame:
+    data = fetch(api, "students", cycle, label="Pontuando os alunos…")
     rows = []
     for item in data.get("previsoes", []):
         profile = item.get("perfil") or {}
@@ -370,19 +373,19 @@ def top_share_per_phase(frame: pd.DataFrame, share: float) -> pd.Series:
 
 
 def students(api: ApiClient) -> None:
-    frame = roster(api)
+    older = st.checkbox(
+        "Incluir quem não aparece no último ciclo (a previsão usa o último ciclo do aluno)"
+    )
+    frame = roster(api, ALL_CYCLES if older else None)
     if frame.empty:
         st.info("Nenhum aluno no feature store: rode um treino ou `passos-magicos materialize`.")
         return
     cycle = frame["ciclo"].dropna()
     latest = int(cycle.max()) if not cycle.empty else None
-    if latest is not None and not st.checkbox(
-        "Incluir quem não aparece no último ciclo (a previsão usa o último ciclo do aluno)"
-    ):
-        frame = frame[frame["ciclo"] == latest].reset_index(drop=True)
+    where = "de todos os ciclos" if older else f"do ciclo {latest or '—'}"
     st.caption(
-        f"{len(frame)} alunos do ciclo {latest or '—'}, do mais ao menos provável de atingir o "
-        "Ponto de Virada no próximo ciclo."
+        f"{len(frame)} alunos {where}, do mais ao menos provável de atingir o Ponto de Virada "
+        "no próximo ciclo."
     )
     filters = st.columns([1, 1, 1, 1])
     fases = filters[0].multiselect(

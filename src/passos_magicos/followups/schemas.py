@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from passos_magicos.json_types import Integer
+
 Status = Literal["planejado", "em_andamento", "concluido", "cancelado"]
 STATUS_DESCRIPTION = (
     "planejado, em_andamento, concluido ou cancelado (no relatório de desfechos, só "
@@ -36,7 +38,7 @@ class NovoAcompanhamento(BaseModel):
         pattern=ID_PATTERN,
         description="Id pseudônimo do aluno no arquivo (`RA-n`, `ALUNO-n`; nunca o nome)",
     )
-    ciclo: int = Field(
+    ciclo: Integer = Field(
         ge=MIN_CYCLE,
         le=MAX_CYCLE,
         description="Ciclo t da PEDE cuja previsão motivou o acompanhamento (o desfecho é o PV "

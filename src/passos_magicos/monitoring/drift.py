@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
-from passos_magicos.monitoring.reference import bin_counts
+from passos_magicos.reference_profile import bin_counts
 
 PSI_FLOOR: Final = 1e-4  # share given to an empty bin, so that PSI stays finite
 MIN_COHEN_H: Final = 0.2  # a "small" effect: smaller changes in the positive rate do not alert

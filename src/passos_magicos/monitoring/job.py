@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import urllib.error
 import urllib.request
@@ -228,13 +229,26 @@ def fetch_metrics(settings: Settings) -> dict[str, Any]:
         raise OSError(f"API inacessível em {url}: {getattr(exc, 'reason', exc)}") from exc
 
 
-def class_distribution_check(settings: Settings, window: Window, expected: float | None) -> Check:
+def api_metrics(settings: Settings) -> dict[str, Any] | OSError | ValueError:
+    """`GET /metrics`, or why it could not be read."""
+    try:
+        return fetch_metrics(settings)
+    except (OSError, ValueError) as exc:
+        return exc
+
+
+def class_distribution_check(
+    settings: Settings,
+    window: Window,
+    expected: float | None,
+    fetched: dict[str, Any] | OSError | ValueError | None = None,
+) -> Check:
     """The share of PV among the API's last predictions (`GET /metrics`, read from the shared
     log, so every replica agrees) against the rate the models' references lead to expect."""
     name = key = "distribuicao_classes"
-    try:
-        metrics = fetch_metrics(settings)
-    except (OSError, ValueError) as exc:
+    metrics = api_metrics(settings) if fetched is None else fetched
+    if isinstance(metrics, OSError | ValueError):
+        exc = metrics
         return Check(
             nome=name,
             chave=key,
@@ -300,7 +314,68 @@ def log_check(window: Window, settings: Settings) -> Check:
             else f"{window.scanned_lines} linhas lidas, todas válidas."
         ),
         fatos=[("Log", str(settings.PREDICTION_LOG_PATH))],
-        dados={"linhas_lidas": window.scanned_lines, "linhas_invalidas": invalid},
+        dados={
+            "linhas_lidas": window.scanned_lines,
+            "linhas_invalidas": invalid,
+            "consultas_lista": window.view_lines,
+            "previsoes_repetidas": window.repeated_lines,
+        },
+    )
+
+
+LOST_LINES = "log_linhas_perdidas"
+
+
+def _previous_lost(history: AlertHistory) -> int | None:
+    """The total of lost lines the previous run saw (None: no previous run knew it)."""
+    run = history.latest_run()
+    for check in ((run or {}).get("report") or {}).get("verificacoes", []):
+        if check.get("chave") == LOST_LINES:
+            total = (check.get("dados") or {}).get("total")
+            return int(total) if isinstance(total, int) else None
+    return None
+
+
+def lost_lines_check(
+    history: AlertHistory, metrics: dict[str, Any] | OSError | ValueError, settings: Settings
+) -> Check:
+    """Prediction-log lines the API could not write (full disk): every process's count in the
+    monitoring store, or what `GET /metrics` reports when the store has none. Alert when lines
+    were lost since the previous run; resolved once a run sees no new loss."""
+    try:
+        losses = history.log_losses()
+        stored, last_at = losses.total, losses.last_at
+    except Exception:  # an older store, or unreadable: the API's figure still counts
+        stored, last_at = 0, None
+    reported = metrics.get("linhas_perdidas") if isinstance(metrics, dict) else None
+    total = max(stored, reported if isinstance(reported, int) else 0)
+    previous = _previous_lost(history)
+    new = total - previous if previous is not None else total
+    data = {"total": total, "desde_a_ultima_execucao": max(new, 0), "ultima_perda_em": last_at}
+    if new > 0:
+        return Check(
+            nome=LOST_LINES,
+            chave=LOST_LINES,
+            estado="alerta",
+            severidade="critico",
+            titulo="Linhas do log de previsões perdidas",
+            resumo=(
+                f"{new} linha(s) do log de previsões não puderam ser gravadas desde a última "
+                f"execução ({total} no total; a última em {last_at or '—'}). As previsões "
+                "continuaram sendo servidas, mas essas não entram no monitoramento nem no "
+                "desempenho realizado: libere espaço no volume do log."
+            ),
+            fatos=[("Log", str(settings.PREDICTION_LOG_PATH)), ("Linhas perdidas", str(new))],
+            dados=data,
+        )
+    return Check(
+        nome=LOST_LINES,
+        chave=LOST_LINES,
+        estado="ok",
+        severidade="critico",
+        titulo="Log de previsões gravando normalmente",
+        resumo=f"Nenhuma linha perdida desde a última execução ({total} no total).",
+        dados=data,
     )
 
 
@@ -494,9 +569,13 @@ def run_monitor(
     checks = [*results.checks, log_check(window, settings)]
 
     echo(f"[3/4] Distribuição de classes via {settings.API_URL.rstrip('/')}/metrics…")
-    api_check = class_distribution_check(settings, window, results.expected_rate)
+    metrics = api_metrics(settings)
+    api_check = class_distribution_check(settings, window, results.expected_rate, metrics)
     checks.append(api_check)
     echo(f"      {api_check.estado}: {api_check.resumo}")
+    lost = lost_lines_check(history, metrics, settings)
+    checks.append(lost)
+    echo(f"      linhas perdidas: {lost.resumo}")
 
     echo("[4/4] Alertas…")
     checks += retired_version_checks(history, window, checks)
@@ -522,6 +601,8 @@ def run_monitor(
         "log": {
             "linhas_lidas": window.scanned_lines,
             "linhas_invalidas": window.invalid_lines,
+            "consultas_lista": window.view_lines,
+            "previsoes_repetidas": window.repeated_lines,
             "previsoes_na_janela": window.n,
             "primeira_previsao": window.first_ts,
             "ultima_previsao": window.last_ts,
@@ -536,7 +617,13 @@ def run_monitor(
     report["execucao_id"] = history.record_run(started_at, status, report)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+        # Whole or absent: a job killed mid-write (kill -9, OOM) leaves no truncated report.
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            partial.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
     except OSError as exc:
         raise MonitorError(f"não foi possível gravar o relatório {path}: {exc}") from exc
     return report

@@ -5,6 +5,10 @@ window is full, so a 6-hourly job does not re-read months of log. Lines are pars
 time by Arrow's JSON reader straight into columns (a million predictions never exist as a
 million dicts); a batch it rejects (a malformed line) is parsed line by line instead, so that
 only the bad lines are skipped and counted.
+
+Roster views (`tipo: "consulta"`) are requests, not predictions: skipped, not counted as
+invalid. A prediction of a student's own record counts once per (model version, feature-store
+version, student): older repeats of the newest one are skipped (`repeated_lines`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,14 @@ import pyarrow.json as pa_json
 from numpy.typing import NDArray
 
 from passos_magicos.features import CATEGORICAL
-from passos_magicos.serving.prediction_log import iter_log_files, parse_record
+from passos_magicos.serving.prediction_log import (
+    KIND_INVALID,
+    KIND_ROSTER,
+    KIND_VIEW,
+    iter_log_files,
+    parse_line,
+    prediction_key,
+)
 
 READ_BLOCK: Final = 16 << 20  # bytes read, and handed to the JSON reader, at once
 ARROW_BLOCK: Final = 2 << 20  # the reader parses blocks of this size in parallel
@@ -97,6 +108,8 @@ class Window:
     versions: list[VersionWindow]
     scanned_lines: int = 0
     invalid_lines: int = 0
+    view_lines: int = 0  # roster views read (requests, not predictions)
+    repeated_lines: int = 0  # older repeats of a prediction already in the window
     first_ts: str | None = None  # oldest prediction in the window
     last_ts: str | None = None
 
@@ -115,18 +128,25 @@ class _Rows:
     predicted: NDArray[np.bool_]
     features: dict[str, NDArray[Any]]
     line: NDArray[np.int64]  # position of each record among the batch's lines
+    # "model, version, features version, student" for predictions of a student's own record
+    # (None: caller-given inputs, never a repeat)
+    identity: NDArray[np.object_]
 
     def __len__(self) -> int:
         return int(self.scores.size)
 
     def head(self, n: int) -> _Rows:
+        return self.take(slice(0, n))
+
+    def take(self, rows: slice | NDArray[np.bool_]) -> _Rows:
         return _Rows(
-            self.key[:n],
-            self.ts[:n],
-            self.scores[:n],
-            self.predicted[:n],
-            {k: v[:n] for k, v in self.features.items()},
-            self.line[:n],
+            self.key[rows],
+            self.ts.filter(pa.array(rows)) if not isinstance(rows, slice) else self.ts[rows],
+            self.scores[rows],
+            self.predicted[rows],
+            {k: v[rows] for k, v in self.features.items()},
+            self.line[rows],
+            self.identity[rows],
         )
 
     def lines_before(self, n: int, total: int) -> int:
@@ -148,6 +168,20 @@ class _Rows:
 KEY_SEPARATOR: Final = "\x1f"
 
 
+@dataclass
+class _Batch:
+    """One block parsed: its valid predictions, how many lines were malformed, and where the
+    roster views are (line positions, newest first like the rows)."""
+
+    rows: _Rows
+    invalid: int
+    views: NDArray[np.int64]
+
+    @property
+    def lines(self) -> int:
+        return len(self.rows) + self.invalid + int(self.views.size)
+
+
 @cache
 def _schema(feature_names: tuple[str, ...]) -> pa.Schema:
     def kind(name: str) -> pa.DataType:
@@ -156,6 +190,9 @@ def _schema(feature_names: tuple[str, ...]) -> pa.Schema:
     return pa.schema(
         [
             ("ts", pa.string()),
+            ("tipo", pa.string()),
+            ("aluno_id", pa.string()),
+            ("features_versao", pa.int64()),
             ("modelo", pa.string()),
             ("versao", pa.string()),
             ("probabilidade", pa.float64()),
@@ -190,10 +227,10 @@ def _bools(array: pa.Array | pa.ChunkedArray) -> NDArray[np.bool_]:
     return _plain(pc.fill_null(pc.cast(array, pa.uint8()), 0)).astype(bool)
 
 
-def _parse_fast(data: bytes, feature_names: tuple[str, ...]) -> tuple[_Rows, int] | None:
+def _parse_fast(data: bytes, feature_names: tuple[str, ...]) -> _Batch | None:
     """Arrow's reader over a whole block, rows turned newest first; None when any line is not
     a JSON object of the expected types. Rows whose core fields are missing are invalid, as
-    in `parse_record`."""
+    in `parse_line` (roster views apart)."""
     try:
         table = pa_json.read_json(
             io.BytesIO(data),
@@ -206,8 +243,17 @@ def _parse_fast(data: bytes, feature_names: tuple[str, ...]) -> tuple[_Rows, int
         return None
     table = table.take(pa.array(np.arange(table.num_rows - 1, -1, -1)))  # newest first
     core = [table.column(c).chunk(0) for c in ("probabilidade", "pv_previsto", "latencia_ms")]
-    valid_mask = pc.and_(pc.and_(core[0].is_valid(), core[1].is_valid()), core[2].is_valid())
+    kind = table.column("tipo").chunk(0)
+    prediction_kind = pc.fill_null(pc.equal(kind, pa.scalar(KIND_ROSTER)), True)
+    valid_mask = pc.and_(
+        pc.and_(pc.and_(core[0].is_valid(), core[1].is_valid()), core[2].is_valid()),
+        prediction_kind,
+    )
+    view_mask = pc.and_(
+        pc.fill_null(pc.equal(kind, pa.scalar(KIND_VIEW)), False), core[2].is_valid()
+    )
     valid = _bools(valid_mask)
+    views = _bools(view_mask)
     table = table.filter(valid_mask)
     features = table.column("features").chunk(0) if table.num_rows else None
     key = pc.binary_join_element_wise(
@@ -215,11 +261,17 @@ def _parse_fast(data: bytes, feature_names: tuple[str, ...]) -> tuple[_Rows, int
         table.column("versao").chunk(0) if table.num_rows else pa.array([], pa.string()),
         KEY_SEPARATOR,
     )
+    identity = pc.binary_join_element_wise(
+        key,
+        pc.cast(table.column("features_versao").combine_chunks(), pa.string()),
+        table.column("aluno_id").combine_chunks(),
+        KEY_SEPARATOR,
+    )
     columns: dict[str, NDArray[Any]] = {}
     for name in feature_names:
         field = features.field(name) if features is not None else pa.array([], pa.float64())
         columns[name] = _strings(field) if name in CATEGORICAL else _floats(field)
-    return (
+    return _Batch(
         _Rows(
             key=_strings(key),
             ts=table.column("ts").combine_chunks(),
@@ -227,9 +279,16 @@ def _parse_fast(data: bytes, feature_names: tuple[str, ...]) -> tuple[_Rows, int
             predicted=_bools(table.column("pv_previsto")),
             features=columns,
             line=np.flatnonzero(valid),
+            identity=_identities(identity),
         ),
-        int((~valid).sum()),
+        int((~valid & ~views).sum()),
+        np.flatnonzero(views),
     )
+
+
+def _identities(array: pa.Array) -> NDArray[np.object_]:
+    """Object array of the identity strings (None where a part is missing)."""
+    return np.asarray(array.to_pylist(), dtype=object)
 
 
 def _number(value: Any) -> float:
@@ -245,13 +304,15 @@ def _lines(block: bytes) -> list[bytes]:
     return lines
 
 
-def _parse_slow(block: bytes, feature_names: tuple[str, ...]) -> tuple[_Rows, int]:
+def _parse_slow(block: bytes, feature_names: tuple[str, ...]) -> _Batch:
     """Line by line with the log's own parser: only the malformed lines are lost."""
     lines = _lines(block)
-    records, positions = [], []
+    records, positions, views = [], [], []
     for position, line in enumerate(lines):
-        record = parse_record(line)
-        if record is not None:
+        kind, record = parse_line(line)
+        if kind == KIND_VIEW:
+            views.append(position)
+        elif kind != KIND_INVALID and record is not None:
             records.append(record)
             positions.append(position)
     rows = [r["features"] if type(r.get("features")) is dict else {} for r in records]
@@ -265,16 +326,24 @@ def _parse_slow(block: bytes, feature_names: tuple[str, ...]) -> tuple[_Rows, in
         else:
             features[name] = np.asarray([_number(v) for v in values], dtype=np.float64)
     keys = [f"{r.get('modelo')}{KEY_SEPARATOR}{r.get('versao')}" for r in records]
-    return (
+    identities = [
+        None if (k := prediction_key(r)) is None else KEY_SEPARATOR.join(map(str, k))
+        for r in records
+    ]
+    return _Batch(
         _Rows(
             key=np.asarray(keys, dtype=object),
-            ts=pa.array([t if isinstance(t := r.get("ts"), str) else None for r in records]),
+            ts=pa.array(
+                [t if isinstance(t := r.get("ts"), str) else None for r in records], pa.string()
+            ),
             scores=np.asarray([float(r["probabilidade"]) for r in records], dtype=np.float64),
             predicted=np.asarray([r["pv_previsto"] for r in records], dtype=bool),
             features=features,
             line=np.asarray(positions, dtype=np.int64),
+            identity=np.asarray(identities, dtype=object),
         ),
-        len(lines) - len(records),
+        len(lines) - len(records) - len(views),
+        np.asarray(views, dtype=np.int64),
     )
 
 
@@ -295,6 +364,7 @@ class _Groups:
                 rows.predicted[mask],
                 {name: values[mask] for name, values in rows.features.items()},
                 rows.line[:0],
+                rows.identity[:0],
             )
             self.parts.setdefault(str(key), []).append(part)
 
@@ -327,17 +397,23 @@ def read_window(
     groups = _Groups(feature_names)
     taken = 0
     oldest: _Rows | None = None
+    seen: set[str] = set()  # identities already in the window (their newest prediction)
     for block in blocks_newest_first(path):
-        fast = _parse_fast(block, feature_names)
-        rows, invalid = fast if fast is not None else _parse_slow(block, feature_names)
-        total = len(rows) + invalid  # non-blank lines of the block
+        batch = _parse_fast(block, feature_names) or _parse_slow(block, feature_names)
+        total = batch.lines  # non-blank lines of the block
+        rows, repeats = _drop_repeats(batch.rows, seen)
         keep = len(rows)
         if since is not None and (older := rows.first_older_than(since)) is not None:
             keep = older  # the log is in time order: everything after is older still
         keep = min(keep, limit - taken)
         consumed = rows.lines_before(keep, total)
+        views = int((batch.views < consumed).sum())
+        repeated = int((repeats < consumed).sum())
+        seen.update(i for i in rows.identity[:keep].tolist() if i is not None)
         window.scanned_lines += consumed
-        window.invalid_lines += consumed - keep
+        window.view_lines += views
+        window.repeated_lines += repeated
+        window.invalid_lines += consumed - keep - views - repeated
         taken += keep
         if keep:
             rows = rows.head(keep)
@@ -350,3 +426,23 @@ def read_window(
         window.first_ts = oldest.ts_at(len(oldest) - 1)
     window.versions = groups.versions()
     return window
+
+
+def _drop_repeats(rows: _Rows, seen: set[str]) -> tuple[_Rows, NDArray[np.int64]]:
+    """`rows` without the predictions already seen (newer in the window, or earlier in this
+    newest-first batch), and the line positions of those dropped."""
+    identities = rows.identity.tolist()
+    if all(i is None for i in identities):
+        return rows, np.zeros(0, dtype=np.int64)
+    local = set(seen)
+    repeat = np.zeros(len(identities), dtype=bool)
+    for index, identity in enumerate(identities):
+        if identity is None:
+            continue
+        if identity in local:
+            repeat[index] = True
+        else:
+            local.add(identity)
+    if not repeat.any():
+        return rows, np.zeros(0, dtype=np.int64)
+    return rows.take(~repeat), rows.line[repeat]

@@ -7,10 +7,12 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
-from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.exceptions import HTTPException
 
 from passos_magicos import __version__
 from passos_magicos.alerts.history import AlertHistory
@@ -19,8 +21,9 @@ from passos_magicos.feature_store.history import OfflineHistory
 from passos_magicos.feature_store.online import CachedOnlineFeatures, OnlineStore
 from passos_magicos.followups.store import FollowupStore, FollowupStoreError
 from passos_magicos.performance_history import PerformanceHistory
-from passos_magicos.serving import errors
+from passos_magicos.serving import contract, errors
 from passos_magicos.serving.deps import AppState
+from passos_magicos.serving.log_losses import LossCounter
 from passos_magicos.serving.metrics import SharedLogMetrics
 from passos_magicos.serving.middleware import RequestContextMiddleware
 from passos_magicos.serving.prediction_log import PredictionLog
@@ -57,6 +60,10 @@ PV no ciclo seguinte (*t+1*) e mostra os fatores que mais pesaram.
 - Administração e envio de alertas exigem `X-Admin-Token`.
 - Acompanhamentos da equipe: um token da equipe (`TEAM_TOKENS`) lê e registra; um token de API
   só lê.
+- Cada operação diz que token aceita (botão **Authorize**) e todas as respostas que pode dar.
+  Erros: `{"detail": "<motivo>", "request_id": "..."}`; no 422, também `erros`, um item por
+  campo (`{"campo": ..., "erro": ...}`). Tipos estritos: `true`/`false` para booleanos,
+  números (não texto) para números.
 - Toda previsão é registrada em `logs/predictions.jsonl` (sem nomes: só o id do arquivo).
 """
 
@@ -84,6 +91,8 @@ TAGS = [
 
 def build_state(settings: Settings) -> AppState:
     store = OnlineStore(settings.online_store_url)
+    alerts = AlertHistory(settings.monitoring_store_url)
+    losses = LossCounter(alerts)
     return AppState(
         settings=settings,
         runtime=ModelRuntime(settings),
@@ -93,9 +102,11 @@ def build_state(settings: Settings) -> AppState:
             settings.PREDICTION_LOG_PATH,
             settings.PREDICTION_LOG_MAX_BYTES,
             settings.PREDICTION_LOG_DAILY,
+            on_loss=losses.add,
         ),
+        losses=losses,
         metrics=SharedLogMetrics(settings.PREDICTION_LOG_PATH, settings.PERFORMANCE_WINDOW),
-        alerts=AlertHistory(settings.monitoring_store_url),
+        alerts=alerts,
         slack=SlackSender.from_settings(settings),
         history=OfflineHistory(settings.offline_store_dir),
         registry=RegistryReader(settings),
@@ -131,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             daemon=True,
         ).start()
         state.runtime.start()
+        state.losses.start()
         state.features.start(settings.FEATURE_REFRESH_SECONDS)
         # Read an existing (possibly large) log now, not on the first GET /metrics.
         threading.Thread(target=state.metrics.refresh, name="metrics-warmup", daemon=True).start()
@@ -139,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             state.runtime.stop()
             state.features.stop()
+            state.losses.stop()
             state.prediction_log.close()
             state.store.dispose()
             state.alerts.dispose()
@@ -169,7 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.MAX_BODY_BYTES)
     app.add_exception_handler(RequestValidationError, errors.validation_error)
-    app.add_exception_handler(HTTPException, errors.http_error)
+    app.add_exception_handler(HTTPException, errors.http_error)  # the framework's 404/405 too
     app.add_exception_handler(Exception, errors.internal_error)
     routers = (
         health,
@@ -187,4 +200,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in routers:
         app.include_router(router.router)
+    _match_predictions_first(app)
+    # predict.py checks the token and the model in one dependency (one per request is cheaper).
+    contract.install(app, {predict.scoring: (contract.API_TOKEN, contract.MODEL)})
     return app
+
+
+def _match_predictions_first(app: FastAPI) -> None:
+    """Try the prediction routes first: the router tries routes in order, and before them came
+    the docs, health, model and fairness routes (~30 µs per prediction on this machine). No
+    other route's path starts with /predict, so every request still reaches the same route.
+    The OpenAPI document keeps the declared order (same document, byte for byte)."""
+    declared = list(app.router.routes)
+    first = [r for r in declared if getattr(r, "original_router", None) is predict.router]
+    matching = first + [r for r in declared if all(r is not f for f in first)]
+    app.router.routes[:] = matching
+    generate = app.openapi
+
+    def openapi_in_declared_order() -> dict[str, Any]:
+        app.router.routes[:] = declared  # synchronous: no request is routed meanwhile
+        try:
+            return generate()
+        finally:
+            app.router.routes[:] = matching
+
+    app.openapi = openapi_in_declared_order  # type: ignore[method-assign]

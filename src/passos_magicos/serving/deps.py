@@ -15,8 +15,10 @@ from passos_magicos.feature_store.online import CachedOnlineFeatures, OnlineStor
 from passos_magicos.followups.store import FollowupStore
 from passos_magicos.performance_history import PerformanceHistory
 from passos_magicos.serving.cohort import CohortEstimates
+from passos_magicos.serving.log_losses import LossCounter
 from passos_magicos.serving.metrics import SharedLogMetrics
 from passos_magicos.serving.prediction_log import PredictionLog
+from passos_magicos.serving.roster import RosterCache
 from passos_magicos.serving.runtime import LoadedModel, ModelRuntime
 from passos_magicos.serving.versions import RegistryReader
 from passos_magicos.settings import Settings
@@ -29,6 +31,7 @@ class AppState:
     store: OnlineStore
     features: CachedOnlineFeatures
     prediction_log: PredictionLog
+    losses: LossCounter  # prediction-log lines lost (full disk), shared through the store
     metrics: SharedLogMetrics
     alerts: AlertHistory
     slack: SlackSender
@@ -37,6 +40,7 @@ class AppState:
     performance: PerformanceHistory  # scored rosters and realised performance (monitoring store)
     followups: FollowupStore  # the team's follow-up records (acompanhamentos), migrated on start
     cohort: CohortEstimates = field(default_factory=CohortEstimates)  # GET /model/performance
+    rosters: RosterCache = field(default_factory=RosterCache)  # GET /predict/alunos
     started_at: float = field(default_factory=time.time)
 
 
@@ -58,6 +62,7 @@ def model_or_503(state: AppState) -> LoadedModel:
 
 
 async def current_model(state: Annotated[AppState, Depends(app_state)]) -> LoadedModel:
+    await state.runtime.ensure_fresh()  # another worker reloaded: reload here first
     return model_or_503(state)
 
 

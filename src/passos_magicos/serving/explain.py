@@ -8,9 +8,9 @@ one extra batch of ~15 rows through the compiled model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 
@@ -41,8 +41,9 @@ _PREVIOUS: Final = np.asarray(
 )
 
 
-@dataclass(frozen=True)
-class Factor:
+class Factor(NamedTuple):
+    """Immutable like a frozen dataclass, built ~5× faster (five per prediction)."""
+
     fator: str
     descricao: str
     valor: float | str | None
@@ -84,38 +85,59 @@ class Explainer:
         pedra = np.asarray([np.round(pedra_median)])
         self.groups.append(("pedra", np.asarray([MODEL_INPUTS.index("pedra")]), pedra))
         self.groups.append(("historico", _PREVIOUS, np.full(len(_PREVIOUS), np.nan)))
+        # Row 0 is the student; row k has group k's columns set to its reference: a mask and
+        # the references, so that all the variants are built in one np.where.
+        block, width = len(self.groups) + 1, len(MODEL_INPUTS)
+        self._mask = np.zeros((block, width), dtype=bool)
+        self._reference = np.zeros((block, width))
+        for k, (_, columns, reference) in enumerate(self.groups, start=1):
+            self._mask[k, columns] = True
+            self._reference[k, columns] = reference
+        # What each factor shows besides the row's own value: computed once.
+        self._shown: list[tuple[str, str, int | None, float | str | None]] = []
+        for name, columns, reference in self.groups:
+            shown_column: int | None = None if name == "historico" else int(columns[0])
+            ref: float | str | None = None
+            if name == "pedra":
+                ref = _pedra(reference[0])
+            elif name != "historico":
+                ref = float(reference[0])
+            self._shown.append((name, LABELS[name], shown_column, ref))
 
     def predict_and_explain(self, raw: Array) -> tuple[Array, list[list[Factor]]]:
         """Probabilities and top factors of each row, in one call of the model: each row is
         followed by its variants (one input set to the reference value per variant)."""
         n, block = len(raw), len(self.groups) + 1
-        variants = np.repeat(raw, block, axis=0)
-        for k, (_, columns, reference) in enumerate(self.groups, start=1):
-            variants[k::block, columns] = reference
+        variants = np.where(self._mask, self._reference, raw[:, None, :])
+        variants = variants.reshape(n * block, raw.shape[1])
         scores = self.predict(variants).reshape(n, block)
-        probabilities = np.ascontiguousarray(scores[:, 0])
-        impacts = probabilities[:, None] - scores[:, 1:]
-        return probabilities, [self._top(raw[row], impacts[row]) for row in range(n)]
+        probabilities = scores[:, 0].copy()
+        impacts = scores[:, :1] - scores[:, 1:]
+        # Largest first: the same sort (numpy's default) as before, applied to every row at once.
+        orders = (-np.abs(impacts)).argsort(axis=1)[:, :TOP_FACTORS].tolist()
+        return probabilities, [
+            self._top(raw_row, row_impacts, order)
+            for raw_row, row_impacts, order in zip(
+                raw.tolist(), impacts.tolist(), orders, strict=True
+            )
+        ]
 
-    def _top(self, raw_row: Array, impacts: Array) -> list[Factor]:
-        order = np.argsort(-np.abs(impacts))[:TOP_FACTORS]
+    def _top(self, raw_row: list[float], impacts: list[float], order: list[int]) -> list[Factor]:
         factors = []
         for k in order:
-            impact = float(impacts[k])
+            impact = impacts[k]
             if abs(impact) < MIN_IMPACT:
                 break
-            name, columns, reference = self.groups[k]
+            name, label, column, ref = self._shown[k]
             value: float | str | None = None
-            ref: float | str | None = None
-            if name == "pedra":
-                value, ref = _pedra(raw_row[columns[0]]), _pedra(reference[0])
-            elif name != "historico":
-                value = None if np.isnan(raw_row[columns[0]]) else float(raw_row[columns[0]])
-                ref = float(reference[0])
+            if column is not None:
+                own = raw_row[column]
+                if not math.isnan(own):
+                    value = _pedra(own) if name == "pedra" else own
             factors.append(
                 Factor(
                     fator=name,
-                    descricao=LABELS[name],
+                    descricao=label,
                     valor=value,
                     referencia=ref,
                     impacto=round(impact, 4),

@@ -5,15 +5,23 @@ reads it reports the same totals, class distribution and latency percentiles, wh
 answers. `SharedLogMetrics` reads the log incrementally: the first `refresh()` reads every
 file (rotated, then current); later ones read only the bytes appended since, following
 rotations, so a `GET /metrics` costs a `stat` and a small read.
+
+What is counted: a prediction of a student's own record (feature-store endpoints, rosters) once
+per (model version, feature-store version, student), however often it is viewed again
+(`predicoes_repetidas` counts the repeats); a prediction of caller-given inputs each time.
+Requests are counted apart (`requisicoes`): each call of a prediction endpoint, each roster
+view (`consultas_lista`). Lines lost to a full disk never reach the log: the router adds
+`linhas_perdidas` from the shared loss counter.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import stat
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,14 +29,21 @@ from typing import Any
 
 import orjson
 
-from passos_magicos.serving.prediction_log import LineReader, parse_record, rotated_log_files
+from passos_magicos.serving.prediction_log import (
+    KIND_INVALID,
+    KIND_ROSTER,
+    KIND_VIEW,
+    LineReader,
+    classify,
+    prediction_key,
+    rotated_log_files,
+)
 
 __all__ = ["MetricsSnapshot", "SharedLogMetrics", "prometheus_text"]
 
 POSITIVE, NEGATIVE = "pv_sim", "nao"
 UNKNOWN_VERSION = "desconhecida"
 _QUANTILES = (("p50", 50.0), ("p95", 95.0), ("p99", 99.0))
-_NUMBER = (float, int)
 
 
 @dataclass(frozen=True)
@@ -50,10 +65,20 @@ class MetricsSnapshot:
     linhas_invalidas: int
     janela: int
     predicoes_na_janela: int = field(default=0)
+    requisicoes: int = 0  # calls of prediction endpoints and roster views
+    consultas_lista: int = 0  # roster views (GET /predict/alunos without ids)
+    listas_registradas: int = 0  # rosters logged (one per model, feature-store version, cycle)
+    predicoes_repetidas: int = 0  # the same student, model and features again: not counted
+    linhas_perdidas: int = 0  # lines that could not be written (full disk), every replica
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "total_predicoes": self.total_predicoes,
+            "requisicoes": self.requisicoes,
+            "consultas_lista": self.consultas_lista,
+            "listas_registradas": self.listas_registradas,
+            "predicoes_repetidas": self.predicoes_repetidas,
+            "linhas_perdidas": self.linhas_perdidas,
             "por_classe": dict(self.por_classe),
             "distribuicao_classes": dict(self.distribuicao_classes),
             "distribuicao_classes_janela": dict(self.distribuicao_classes_janela),
@@ -107,6 +132,12 @@ class SharedLogMetrics:
         self._versions: dict[str, int] = {}
         self._last_ts: str | None = None
         self._last_request: Any = None
+        self._requests = 0
+        self._views = 0
+        self._repeated = 0
+        self._rosters: set[str] = set()  # roster ids seen (a handful per model version)
+        # Predictions of students' own records seen: (model, version, features) → students.
+        self._seen: dict[tuple[Any, Any, int], set[str]] = {}
         self._latencies: deque[float] = deque(maxlen=window)  # one per request
         self._probabilities: deque[float] = deque(maxlen=window)
         self._classes: deque[bool] = deque(maxlen=window)
@@ -125,6 +156,8 @@ class SharedLogMetrics:
             total, positive = self._total, self._positive
             versions = dict(sorted(self._versions.items()))
             last_ts, invalid = self._last_ts, self._invalid
+            requests, views, repeated = self._requests, self._views, self._repeated
+            rosters = len(self._rosters)
         latency: dict[str, float | None] = dict.fromkeys(("p50", "p95", "p99", "media"))
         if latencies:
             for key, q in _QUANTILES:
@@ -144,6 +177,10 @@ class SharedLogMetrics:
             linhas_invalidas=invalid,
             janela=self.window,
             predicoes_na_janela=window_count,
+            requisicoes=requests,
+            consultas_lista=views,
+            listas_registradas=rosters,
+            predicoes_repetidas=repeated,
         )
 
     # -- incremental reading ----------------------------------------------------------------
@@ -154,6 +191,11 @@ class SharedLogMetrics:
         try:
             fd: int | None = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
+            fd = None
+        if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
+            # Not a log file (a device such as /dev/full, a folder): nothing to read, and a
+            # device could be read forever.
+            os.close(fd)
             fd = None
         try:
             ident = _identity(os.fstat(fd)) if fd is not None else None
@@ -206,86 +248,67 @@ class SharedLogMetrics:
         self._done_rotated.intersection_update(file.name for file in listed)
         return finished
 
-    def _consume(self, reader: LineReader) -> None:
-        """Fold every complete line of `reader` into the aggregates.
-
-        This loop runs once per line of a log that may hold millions, so it applies
-        `parse_record`'s validity rules inline and works on local variables.
-        """
+    def _consume(self, reader: Iterable[list[bytes]]) -> None:
+        """Fold every complete line of `reader` into the aggregates (one decode, one
+        `classify` and, for a prediction, one `_fold` per line)."""
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
-        total, positive, invalid = self._total, self._positive, self._invalid
-        versions, last_ts = self._versions, self._last_ts
-        last_request = self._last_request
-        add_latency = self._latencies.append
-        add_probability = self._probabilities.append
-        add_class = self._classes.append
-        try:
-            for lines in reader:
-                for line in lines:
-                    if not line:
-                        continue
-                    try:
-                        obj = loads(line)
-                    except decode_error:
-                        invalid += 1
-                        continue
-                    if type(obj) is not dict:
-                        invalid += 1
-                        continue
-                    pv = obj.get("pv_previsto")
-                    probability: Any = obj.get("probabilidade")
-                    latency: Any = obj.get("latencia_ms")
-                    if (
-                        type(pv) is not bool
-                        or type(probability) not in _NUMBER
-                        or type(latency) not in _NUMBER
-                    ):
-                        invalid += 1
-                        continue
-                    total += 1
-                    if pv:
-                        positive += 1
-                    version = obj.get("versao")
-                    if type(version) is not str:
-                        version = UNKNOWN_VERSION
-                    versions[version] = versions.get(version, 0) + 1
-                    ts = obj.get("ts")
-                    if type(ts) is str and (last_ts is None or ts > last_ts):
-                        last_ts = ts
-                    # A batch logs one line per student with the request's latency, on
-                    # consecutive lines: count the latency once per request.
-                    request = obj.get("request_id")
-                    if request is None or request != last_request:
-                        add_latency(latency)
-                    last_request = request
-                    add_probability(probability)
-                    add_class(pv)
-        finally:
-            self._total, self._positive, self._invalid = total, positive, invalid
-            self._last_ts = last_ts
-            self._last_request = last_request
+        fold = self._fold
+        for lines in reader:
+            for line in lines:
+                if not line:
+                    continue
+                try:
+                    obj = loads(line)
+                except decode_error:
+                    self._invalid += 1
+                    continue
+                kind = classify(obj)
+                if kind == KIND_INVALID:
+                    self._invalid += 1
+                elif kind == KIND_VIEW:  # a roster view: a request, no prediction
+                    self._requests += 1
+                    self._views += 1
+                    self._latencies.append(obj["latencia_ms"])
+                else:
+                    fold(obj, kind)
+
+    def _fold(self, obj: dict[str, Any], kind: str) -> None:
+        if kind == KIND_ROSTER:
+            roster = obj.get("lista")
+            if type(roster) is str:
+                self._rosters.add(roster)
+        else:
+            # A batch logs one line per student with the request's latency, on consecutive
+            # lines: count the request and its latency once.
+            request = obj.get("request_id")
+            if request is None or request != self._last_request:
+                self._requests += 1
+                self._latencies.append(obj["latencia_ms"])
+            self._last_request = request
+        key = prediction_key(obj)
+        if key is not None:
+            students = self._seen.setdefault(key[:3], set())
+            if key[3] in students:
+                self._repeated += 1
+                return
+            students.add(key[3])
+        pv = obj["pv_previsto"]
+        self._total += 1
+        if pv:
+            self._positive += 1
+        version = obj.get("versao")
+        if type(version) is not str:
+            version = UNKNOWN_VERSION
+        self._versions[version] = self._versions.get(version, 0) + 1
+        ts = obj.get("ts")
+        if type(ts) is str and (self._last_ts is None or ts > self._last_ts):
+            self._last_ts = ts
+        self._probabilities.append(obj["probabilidade"])
+        self._classes.append(pv)
 
     def _consume_line(self, line: bytes) -> None:
         """Fold one line (a rotated file's unterminated last line) into the aggregates."""
-        record = parse_record(line)
-        if record is None:
-            self._invalid += 1
-            return
-        self._total += 1
-        if record["pv_previsto"]:
-            self._positive += 1
-        version = record.get("versao")
-        key = version if type(version) is str else UNKNOWN_VERSION
-        self._versions[key] = self._versions.get(key, 0) + 1
-        ts = record.get("ts")
-        if type(ts) is str and (self._last_ts is None or ts > self._last_ts):
-            self._last_ts = ts
-        request = record.get("request_id")
-        if request is None or request != self._last_request:
-            self._latencies.append(record["latencia_ms"])
-        self._last_request = request
-        self._probabilities.append(record["probabilidade"])
-        self._classes.append(record["pv_previsto"])
+        self._consume([[line]])
 
 
 def _identity(st: os.stat_result) -> tuple[int, int]:
@@ -354,8 +377,33 @@ def prometheus_text(
     out.family(
         "passos_predicoes_total",
         "counter",
-        "Predições registradas no log compartilhado, por classe prevista.",
+        "Predições registradas no log compartilhado, por classe prevista (cada aluno, versão "
+        "do modelo e versão do feature store contado uma vez).",
         [({"classe": cls}, n) for cls, n in snapshot.por_classe.items()],
+    )
+    out.family(
+        "passos_requisicoes_total",
+        "counter",
+        "Chamadas dos endpoints de previsão e consultas à lista de alunos.",
+        [({}, snapshot.requisicoes)],
+    )
+    out.family(
+        "passos_consultas_lista_total",
+        "counter",
+        "Consultas à lista de alunos (GET /predict/alunos sem ids).",
+        [({}, snapshot.consultas_lista)],
+    )
+    out.family(
+        "passos_listas_registradas_total",
+        "counter",
+        "Listas pontuadas registradas no log (uma por versão do modelo, do feature store e ciclo).",
+        [({}, snapshot.listas_registradas)],
+    )
+    out.family(
+        "passos_predicoes_repetidas_total",
+        "counter",
+        "Previsões repetidas (mesmo aluno, versão do modelo e do feature store), não contadas.",
+        [({}, snapshot.predicoes_repetidas)],
     )
     out.family(
         "passos_predicoes_por_versao_total",
@@ -403,6 +451,13 @@ def prometheus_text(
         "counter",
         "Linhas malformadas ignoradas no log de predições.",
         [({}, snapshot.linhas_invalidas)],
+    )
+    out.family(
+        "passos_log_linhas_perdidas_total",
+        "counter",
+        "Linhas que não puderam ser gravadas no log (disco cheio, erro de E/S), em todas as "
+        "réplicas.",
+        [({}, snapshot.linhas_perdidas)],
     )
     out.family(
         "passos_modelo_info",

@@ -1,10 +1,24 @@
 """The shared prediction log: one JSON line per prediction, appended by every worker and replica.
 
-`logs/predictions.jsonl` lives on a volume shared by the API replicas. Every line is a
-`PredictionRecord`. Writers append under an exclusive `flock` on the current file, with one
-`write` per call, so lines from several threads, workers and pods never tear or interleave.
-The file is rotated by size and (optionally) when the UTC day changes; rotated files are
-renamed to `predictions-YYYYMMDDTHHMMSSffffff.jsonl` beside it, under the same lock.
+`logs/predictions.jsonl` lives on a volume shared by the API replicas. Three kinds of line
+(`tipo`):
+
+- no `tipo`: a prediction a caller asked for (`/predict`, `/predict/batch`, `/predict/aluno`,
+  `/predict/alunos?aluno_ids=`), one line per student;
+- `"tipo": "lista"`: one student of a roster (`GET /predict/alunos`), written once per
+  (model version, feature-store version, cycle) by whichever worker scored it first
+  (`append_once`), never again on later views;
+- `"tipo": "consulta"`: one view of a roster (request id, latency, how many students), with no
+  student data.
+
+Writers append under an exclusive `flock` on the current file, with one `write` per call, so
+lines from several threads, workers and pods never tear or interleave. The file is rotated by
+size and (optionally) when the UTC day changes; rotated files are renamed to
+`predictions-YYYYMMDDTHHMMSSffffff.jsonl` beside it, under the same lock.
+
+A line that cannot be written (disk full, read-only volume) is lost, not retried: `append`
+counts it (`lost_lines`, and `on_loss` for a count shared by every replica) and raises
+`LogWriteError`, and the API answers anyway.
 
 Readers (`SharedLogMetrics`, the monitoring job) never take the lock: a file only grows by
 whole `write`s, rotated files are never written again, and a trailing line without its newline
@@ -14,6 +28,7 @@ is treated as "not written yet" (current file) or as malformed (rotated file).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import math
 import os
@@ -26,20 +41,26 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NotRequired, Self, TypedDict
+from typing import Any, Final, Literal, NotRequired, Self, TypedDict
 
 import orjson
 
 __all__ = [
+    "KIND_ROSTER",
+    "KIND_VIEW",
     "FeatureValue",
     "LineReader",
+    "LogRecord",
+    "LogWriteError",
     "ModelSourceName",
     "PredictionLog",
     "PredictionRecord",
     "ReadStats",
+    "RosterViewRecord",
     "encode_records",
     "iter_log_files",
     "iter_records",
+    "parse_line",
     "parse_record",
     "rotated_log_files",
     "utc_timestamp",
@@ -47,6 +68,10 @@ __all__ = [
 
 ModelSourceName = Literal["mlflow", "local", "fallback"]
 FeatureValue = float | str | None
+KIND_ROSTER: Final = "lista"  # one student of a roster, logged once per (model, features, cycle)
+KIND_VIEW: Final = "consulta"  # one view of a roster: a request, no student data
+KIND_PREDICTION: Final = "previsao"  # lines without `tipo`
+KIND_INVALID: Final = "invalida"
 
 FILE_MODE = 0o600  # students' predictions: owner-only (every replica runs as the same user)
 READ_CHUNK_BYTES = 1 << 20
@@ -81,6 +106,40 @@ class PredictionRecord(TypedDict):
     pv_previsto: bool
     limiar: float
     latencia_ms: float
+    # Roster lines only: KIND_ROSTER and the roster's id ("modelo@versao/fs<N>/<ciclo>").
+    tipo: NotRequired[Literal["lista"]]
+    lista: NotRequired[str]
+    # The online feature-store version the inputs came from (feature-store endpoints only):
+    # with `aluno_id` and the model version it identifies a prediction, counted once.
+    features_versao: NotRequired[int | None]
+
+
+class RosterViewRecord(TypedDict):
+    """One view of a roster (`GET /predict/alunos` without ids): a request, no student data."""
+
+    ts: str
+    tipo: Literal["consulta"]
+    request_id: str
+    endpoint: str
+    modelo: str
+    versao: str
+    fonte: ModelSourceName
+    features_versao: int
+    ciclos: list[int]
+    alunos: int
+    latencia_ms: float
+
+
+LogRecord = PredictionRecord | RosterViewRecord
+
+
+class LogWriteError(OSError):
+    """`lost` of the `total` lines of one append did not reach the log (`errno` says why)."""
+
+    def __init__(self, cause: OSError, lost: int, total: int) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.lost = lost
+        self.total = total
 
 
 _second_prefix: tuple[int, str] = (-1, "")  # (whole second, "YYYY-MM-DDTHH:MM:SS"): reused
@@ -109,7 +168,7 @@ def _encode_default(value: object) -> object:
     raise TypeError(f"tipo não serializável no log de predições: {type(value).__name__}")
 
 
-def encode_records(records: Sequence[PredictionRecord]) -> bytes:
+def encode_records(records: Sequence[LogRecord]) -> bytes:
     """The bytes `append` writes: one JSON object per line, each ending with a newline."""
     dumps = orjson.dumps
     return b"".join([dumps(r, default=_encode_default, option=_DUMPS_OPTIONS) for r in records])
@@ -146,28 +205,64 @@ class PredictionLog:
     `close()` releases the descriptor; a later `append` reopens it.
     """
 
-    def __init__(self, path: Path, max_bytes: int, daily: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        daily: bool,
+        on_loss: Callable[[int], None] | None = None,
+    ) -> None:
         if max_bytes < 1:
             raise ValueError("max_bytes deve ser positivo")
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.daily = daily
+        self.on_loss = on_loss  # told how many lines each failed append lost
+        self.lost_lines = 0  # lines this process could not write (disk full, I/O error)
         self._lock = threading.Lock()  # flock does not exclude threads sharing one descriptor
         self._fd: int | None = None
         self._ident: tuple[int, int] | None = None
         self._day: int | None = None  # epoch day of the open file's first line, once known
+        # Size of the open file right after our last write (it ended with a newline): equal to
+        # the size seen under the next lock, nobody wrote since and no pread is needed.
+        self._end: int | None = None
+        self._name = str(self.path)  # os.stat on a str: no pathlib layer on every append
         self._rotation_warned = False
         _INSTANCES.add(self)
 
+    @property
+    def markers_dir(self) -> Path:
+        """Where `append_once` notes which blocks were written (beside the log, shared)."""
+        return self.path.with_name(f".{self.path.stem}-listas")
+
     # -- public API -------------------------------------------------------------------------
 
-    def append(self, records: Sequence[PredictionRecord]) -> None:
-        """Append `records` atomically (all their lines in one write) to the current file."""
+    def append(self, records: Sequence[LogRecord]) -> None:
+        """Append `records` atomically (all their lines in one write) to the current file.
+
+        Raises LogWriteError (lines counted in `lost_lines`) when they cannot be written."""
         if not records:
             return
         data = encode_records(records)
         with self._lock:
-            self._append_locked(data)
+            self._append_counted(data, len(records), None, count_loss=True)
+
+    def append_once(
+        self, key: str, records: Sequence[LogRecord], *, count_loss: bool = True
+    ) -> bool:
+        """Append `records` unless a block with the same `key` was appended before, by this or
+        any other process sharing the log's folder; True when written now.
+
+        The check and the write happen under the log's lock, and the block's marker is created
+        right after the write, so two workers (or replicas) never both write it. A block that
+        could not be written leaves no marker: a later call writes it. `count_loss=False`
+        leaves a failed block out of `lost_lines` (a caller that will retry counts it once)."""
+        if not records:
+            return False
+        data = encode_records(records)
+        marker = self.markers_dir / hashlib.sha256(key.encode()).hexdigest()[:32]
+        with self._lock:
+            return self._append_counted(data, len(records), (marker, key), count_loss=count_loss)
 
     def close(self) -> None:
         with self._lock:
@@ -186,20 +281,42 @@ class PredictionLog:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _append_locked(self, data: bytes) -> None:
+    def _append_counted(
+        self, data: bytes, lines: int, marker: tuple[Path, str] | None, *, count_loss: bool
+    ) -> bool:
+        try:
+            return self._append_locked(data, marker)
+        except OSError as exc:
+            error = exc if isinstance(exc, LogWriteError) else LogWriteError(exc, lines, lines)
+            if count_loss and error.lost:
+                self.lost_lines += error.lost
+                if self.on_loss is not None:
+                    self.on_loss(error.lost)
+            raise error from exc
+
+    def _append_locked(self, data: bytes, marker: tuple[Path, str] | None = None) -> bool:
         while True:
             fd, st = self._lock_current()
             rotated = False
             try:
+                if marker is not None and marker[0].exists():
+                    return False  # written before, by us or another process
                 if self._must_rotate(fd, st, len(data)):
                     rotated = self._rename_current()
                 if not rotated:
                     # A writer killed mid-write may have left a partial line: end it first, so
-                    # only that line is lost, not ours too.
-                    if st.st_size and os.pread(fd, 1, st.st_size - 1) != b"\n":
+                    # only that line is lost, not ours too. (Not needed when the file still
+                    # ends where our own last write, a whole line, ended.)
+                    size = st.st_size
+                    if size and size != self._end and os.pread(fd, 1, size - 1) != b"\n":
                         data = b"\n" + data
+                    self._end = None
                     _write_all(fd, data)
-                    return
+                    if data.endswith(b"\n"):
+                        self._end = size + len(data)
+                    if marker is not None:
+                        _create_marker(*marker)
+                    return True
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 if rotated:
@@ -211,7 +328,7 @@ class PredictionLog:
             fd = self._fd if self._fd is not None else self._open()
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                st: os.stat_result | None = self.path.stat()
+                st: os.stat_result | None = os.stat(self._name)  # noqa: PTH116 - hot path
             except FileNotFoundError:
                 st = None
             if st is not None and _identity(st) == self._ident:
@@ -228,6 +345,7 @@ class PredictionLog:
         self._fd = fd
         self._ident = _identity(os.fstat(fd))
         self._day = None
+        self._end = None
         return fd
 
     def _close(self) -> None:
@@ -236,6 +354,7 @@ class PredictionLog:
         self._fd = None
         self._ident = None
         self._day = None
+        self._end = None
 
     def _forget_after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -245,6 +364,7 @@ class PredictionLog:
         self._fd = None
         self._ident = None
         self._day = None
+        self._end = None
 
     def _must_rotate(self, fd: int, st: os.stat_result, incoming: int) -> bool:
         if st.st_size == 0:
@@ -281,11 +401,38 @@ class PredictionLog:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    # One write in practice; the loop only covers a short write (signal, disk nearly full).
+    """One write in practice; the loop only covers a short write (signal, disk nearly full).
+
+    On an error, the lines already written whole are kept; LogWriteError says how many of the
+    others were lost (a line cut short stays as a malformed line, which readers skip)."""
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        try:
+            written = os.write(fd, view)
+        except OSError as exc:
+            done = len(data) - len(view)
+            whole = data.count(b"\n", 0, done) - (1 if data.startswith(b"\n") and done else 0)
+            total = data.count(b"\n") - (1 if data.startswith(b"\n") else 0)
+            raise LogWriteError(exc, total - whole, total) from exc
         view = view[written:]
+
+
+def _create_marker(path: Path, key: str) -> None:
+    """Note that the block `key` is in the log (0600, in a 0700 folder beside it)."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError as exc:  # the block is written; a later call may write it again
+        logger.warning("marcador do bloco %r não criado em %s: %s", key, path, exc)
+        return
+    try:
+        os.write(fd, key.encode() + b"\n")
+    except OSError:
+        pass  # an empty marker still marks
+    finally:
+        os.close(fd)
 
 
 def _first_line_day(fd: int, st: os.stat_result) -> int:
@@ -358,20 +505,48 @@ class LineReader:
         self.tail = pending
 
 
-def parse_record(line: bytes) -> dict[str, Any] | None:
-    """The record on `line`, or None when it is malformed (not JSON, or core fields wrong)."""
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
+def classify(obj: Any) -> str:
+    """The kind of a decoded line: KIND_PREDICTION or KIND_ROSTER (a prediction, core fields
+    valid), KIND_VIEW (a roster view, its latency valid) or KIND_INVALID."""
+    if type(obj) is not dict:
+        return KIND_INVALID
+    kind = obj.get("tipo")
+    if kind == KIND_VIEW:
+        return KIND_VIEW if type(obj.get("latencia_ms")) in _NUMBER else KIND_INVALID
     if (
-        type(obj) is not dict
+        (kind is not None and kind != KIND_ROSTER)
         or type(obj.get("pv_previsto")) is not bool
         or type(obj.get("probabilidade")) not in _NUMBER
         or type(obj.get("latencia_ms")) not in _NUMBER
     ):
+        return KIND_INVALID
+    return KIND_PREDICTION if kind is None else KIND_ROSTER
+
+
+def parse_line(line: bytes) -> tuple[str, dict[str, Any] | None]:
+    """(kind, record) of one line; (KIND_INVALID, None) when it is malformed."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return KIND_INVALID, None
+    kind = classify(obj)
+    return kind, (None if kind == KIND_INVALID else obj)
+
+
+def parse_record(line: bytes) -> dict[str, Any] | None:
+    """The prediction on `line` (a caller's or a roster's), or None when the line is malformed
+    or not a prediction (a roster view)."""
+    kind, record = parse_line(line)
+    return record if kind in (KIND_PREDICTION, KIND_ROSTER) else None
+
+
+def prediction_key(record: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """What identifies a prediction of a student's own record: (model, version, feature-store
+    version, student). None for predictions of caller-given inputs (each one counts)."""
+    features_version, student = record.get("features_versao"), record.get("aluno_id")
+    if type(features_version) is not int or type(student) is not str:
         return None
-    return obj
+    return (record.get("modelo"), record.get("versao"), features_version, student)
 
 
 @dataclass
@@ -381,6 +556,7 @@ class ReadStats:
     records: int = 0
     invalid: int = 0
     pending_bytes: int = 0  # the current file's last line, not finished yet (not counted)
+    views: int = 0  # roster views (KIND_VIEW lines): requests, not predictions
 
 
 def iter_records(path: Path, stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
@@ -402,23 +578,29 @@ def iter_records(path: Path, stats: ReadStats | None = None) -> Iterator[dict[st
                 for line in lines:
                     if not line:
                         continue
-                    record = parse_record(line)
-                    if record is None:
-                        stats.invalid += 1
-                        continue
-                    stats.records += 1
-                    yield record
+                    record = _counted(line, stats)
+                    if record is not None:
+                        yield record
             tail = reader.tail.strip()
             if not tail:
                 continue
             if index == len(files) - 1 and file == Path(path):
                 stats.pending_bytes = len(reader.tail)
                 continue
-            record = parse_record(tail)  # final: a rotated file is never written again
-            if record is None:
-                stats.invalid += 1
-            else:
-                stats.records += 1
+            record = _counted(tail, stats)  # final: a rotated file is never written again
+            if record is not None:
                 yield record
         finally:
             os.close(fd)
+
+
+def _counted(line: bytes, stats: ReadStats) -> dict[str, Any] | None:
+    kind, record = parse_line(line)
+    if kind == KIND_VIEW:
+        stats.views += 1
+        return None
+    if record is None:
+        stats.invalid += 1
+        return None
+    stats.records += 1
+    return record

@@ -3,23 +3,41 @@ swapped atomically on reload, retried in the background when MLflow is unreachab
 
 A request reads `runtime.current` once and uses that object to the end, so a reload can never
 hand it half of one model and half of another.
+
+Every worker of every replica serves the same version:
+
+- `POST /admin/reload-model` reloads the worker that got it, then rewrites a small marker file
+  beside the prediction log (`ReloadMarker`; the log's volume is shared by every worker and
+  replica). Before answering, each worker compares the marker with the one it last acted on
+  (one `stat`, about a microsecond) and reloads first when it changed; a background thread
+  does the same every second, so that usually happens before any request waits for it. After
+  the reload call returns, no worker of that process answers with the old model.
+- Without a reload call, every worker follows the alias by itself (`MODEL_POLL_SECONDS`, 30 s
+  by default): a promotion reaches every replica within that bound plus the load time.
+- MLflow unreachable: the current model keeps serving (or the local copy, `fallback`), and the
+  registry is tried again every `MODEL_RETRY_SECONDS`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import json
 import logging
 import os
 import tempfile
 import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import pandas as pd
+from starlette.concurrency import run_in_threadpool
 
 from passos_magicos.data.schema import PEDRAS
 from passos_magicos.features import CURRENT_NUMERIC, MODEL_INPUTS
@@ -47,6 +65,8 @@ from passos_magicos.training.packaging import (
 logger = logging.getLogger(__name__)
 
 Source = Literal["mlflow", "local", "fallback"]
+MARKER_CHECK_SECONDS: Final = 1.0  # background check of the reload marker, per worker
+Stamp = tuple[int, int, int]  # (inode, mtime ns, size) of the reload marker
 
 
 class ModelNotReadyError(RuntimeError):
@@ -182,7 +202,7 @@ def load_local(settings: Settings, source: Source) -> LoadedModel:
 def registry_version(settings: Settings) -> str:
     from passos_magicos import registry
 
-    client = registry.configure(settings)
+    client = registry.client_for(settings)  # polled every few seconds: no global MLflow state
     version = registry.version_for_alias(client, settings.MLFLOW_MODEL_NAME, settings.model_alias)
     if version is None:
         raise ModelUnavailableError(
@@ -191,15 +211,36 @@ def registry_version(settings: Settings) -> str:
     return version
 
 
+@contextmanager
+def local_copy_lock(settings: Settings) -> Iterator[None]:
+    """One process at a time writes and reads the local copy (workers reloading together must
+    not swap the folder under each other); no lock on a read-only models folder."""
+    folder = settings.local_model_dir
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(
+            folder.with_name(f".{folder.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def load_registered(settings: Settings) -> LoadedModel:
     """The alias's version, also kept as the local fallback copy when the folder is writable."""
     version = registry_version(settings)
     try:
-        export_registered(settings, version)
-        classifier, _ = load_classifier(str(settings.local_model_dir))
-        metadata = read_local_metadata(settings.local_model_dir)
-        backtest = read_backtest(settings.local_model_dir)
-        fairness = read_backtest(settings.local_model_dir, FAIRNESS_FILE)
+        with local_copy_lock(settings):
+            export_registered(settings, version)
+            classifier, _ = load_classifier(str(settings.local_model_dir))
+            metadata = read_local_metadata(settings.local_model_dir)
+            backtest = read_backtest(settings.local_model_dir)
+            fairness = read_backtest(settings.local_model_dir, FAIRNESS_FILE)
     except OSError:  # read-only models folder: load from a temporary copy
         with tempfile.TemporaryDirectory() as tmp:
             metadata = download_registered(settings, version, Path(tmp))
@@ -227,6 +268,41 @@ def _settle_garbage_collector() -> None:
     gc.freeze()
 
 
+class ReloadMarker:
+    """The file a reload rewrites (a new file each time: `os.replace`), that every worker
+    watches; its content says what was loaded, for people reading it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._name = str(self.path)
+
+    def stamp(self) -> Stamp | None:
+        try:
+            st = os.stat(self._name)  # noqa: PTH116 - on every request: no Path overhead
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def publish(self, model: LoadedModel) -> Stamp | None:
+        payload = {
+            "geracao": uuid.uuid4().hex,
+            "versao": model.version,
+            "fonte": model.source,
+            "em": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "processo": os.getpid(),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=".recarga-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(payload, handle)
+            Path(temporary).replace(self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return self.stamp()
+
+
 class ModelRuntime:
     """Holds the served model; loads, reloads and follows the alias in the background."""
 
@@ -236,6 +312,9 @@ class ModelRuntime:
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._marker_thread: threading.Thread | None = None
+        self.marker = ReloadMarker(settings.reload_marker_path)
+        self._marker_seen: Stamp | None = None  # the marker this worker last acted on
         self.last_error: str | None = None
         # A dead MLflow must fail fast here, not after minutes of client retries.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -273,14 +352,61 @@ class ModelRuntime:
     def reload(self) -> tuple[LoadedModel | None, LoadedModel]:
         """Load again (same rules as at start) and swap; the old model serves until then."""
         with self._reload_lock:
-            previous = self._current
+            return self._reload_locked()
+
+    def reload_everywhere(self) -> tuple[LoadedModel | None, LoadedModel, bool]:
+        """Reload this worker, then tell every other worker and replica (the marker); the
+        last value is False when the marker could not be written (only this worker reloaded;
+        the others still follow the alias within MODEL_POLL_SECONDS)."""
+        with self._reload_lock:
+            previous, model = self._reload_locked()
+            try:
+                self._marker_seen = self.marker.publish(model)
+            except OSError as exc:
+                logger.warning("recarga não propagada aos outros workers: %s", exc)
+                return previous, model, False
+            return previous, model, True
+
+    def _reload_locked(self) -> tuple[LoadedModel | None, LoadedModel]:
+        previous = self._current
+        try:
             model = self._load()
-            self._current = model
-            _settle_garbage_collector()
-            if model.source != "fallback":
-                self.last_error = None
-            logger.info("model %s v%s loaded from %s", model.name, model.version, model.source)
-            return previous, model
+        except Exception as exc:  # the current model stays; /ready says why
+            self.last_error = f"recarga falhou: {exc}"[:500]
+            raise
+        self._current = model
+        _settle_garbage_collector()
+        if model.source != "fallback":
+            self.last_error = None
+        logger.info("model %s v%s loaded from %s", model.name, model.version, model.source)
+        return previous, model
+
+    async def ensure_fresh(self) -> None:
+        """Before answering: when another worker reloaded (the marker changed), reload here
+        first. Costs one `stat` when nothing changed."""
+        if self.marker.stamp() != self._marker_seen:
+            await run_in_threadpool(self.follow_marker)
+
+    def follow_marker(self) -> bool:
+        """Reload if the marker changed since this worker last acted on it; True if reloaded.
+        A failed load is not retried per request: the current model stays (and the
+        background retry or alias check takes over).
+
+        The marker counts as seen only once the reload is over: requests arriving meanwhile
+        still see it changed, so they wait here (on the lock) for the new model instead of
+        answering with the old one."""
+        with self._reload_lock:
+            stamp = self.marker.stamp()
+            if stamp == self._marker_seen:
+                return False
+            try:
+                self._reload_locked()
+            except Exception as exc:
+                logger.warning("recarga pedida por outro worker falhou: %s", exc)
+                return False
+            finally:
+                self._marker_seen = stamp
+            return True
 
     def try_load(self) -> bool:
         try:
@@ -293,13 +419,24 @@ class ModelRuntime:
 
     def start(self) -> None:
         """Load in the background: the API starts at once and answers 503 until ready."""
+        self._marker_seen = self.marker.stamp()  # the load below is at least that recent
         self._thread = threading.Thread(target=self._background, name="model-runtime", daemon=True)
         self._thread.start()
+        self._marker_thread = threading.Thread(
+            target=self._watch_marker, name="model-reload-marker", daemon=True
+        )
+        self._marker_thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in (self._thread, self._marker_thread):
+            if thread is not None:
+                thread.join(timeout=5)
+
+    def _watch_marker(self) -> None:
+        while not self._stop.wait(MARKER_CHECK_SECONDS):
+            if self.marker.stamp() != self._marker_seen:
+                self.follow_marker()
 
     def _background(self) -> None:
         self.try_load()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from passos_magicos.features import CATEGORICAL, CURRENT_NUMERIC, HISTORY_FIELDS
+from passos_magicos.json_types import INTEGRAL, Boolean, Integer, Number
 
 # Keys that mean "the answer": PV of the next cycle is what the API predicts, never an input.
 LABEL_KEYS = frozenset(
@@ -53,15 +54,15 @@ class _Strict(BaseModel):
 class CicloAnterior(_Strict):
     """Indicadores do mesmo aluno no ciclo anterior (t−1), se houver."""
 
-    inde: float | None = Field(default=None, ge=0, le=10, description="INDE em t−1")
-    iaa: float | None = Field(default=None, ge=0, le=10)
-    ieg: float | None = Field(default=None, ge=0, le=10)
-    ips: float | None = Field(default=None, ge=0, le=10)
-    ipp: float | None = Field(default=None, ge=0, le=10)
-    ida: float | None = Field(default=None, ge=0, le=10)
-    ipv: float | None = Field(default=None, ge=0, le=10)
-    ian: float | None = Field(default=None, ge=0, le=10)
-    pv: bool | None = Field(default=None, description="Atingiu o PV em t−1")
+    inde: Number | None = Field(default=None, ge=0, le=10, description="INDE em t−1")
+    iaa: Number | None = Field(default=None, ge=0, le=10)
+    ieg: Number | None = Field(default=None, ge=0, le=10)
+    ips: Number | None = Field(default=None, ge=0, le=10)
+    ipp: Number | None = Field(default=None, ge=0, le=10)
+    ida: Number | None = Field(default=None, ge=0, le=10)
+    ipv: Number | None = Field(default=None, ge=0, le=10)
+    ian: Number | None = Field(default=None, ge=0, le=10)
+    pv: Boolean | None = Field(default=None, description="Atingiu o PV em t−1")
 
 
 class RegistroAluno(_Strict):
@@ -75,24 +76,28 @@ class RegistroAluno(_Strict):
         pattern=r"^[A-Za-z0-9_-]+$",
         description="Id pseudônimo do próprio arquivo (ALUNO-n ou RA-n). Nunca o nome.",
     )
-    ano: int | None = Field(default=None, ge=2000, le=2100, description="Ciclo t do registro")
-    fase: int = Field(ge=0, le=7, description="Fase (0 = ALFA … 7). A fase 8 não tem PV.")
-    idade: float | None = Field(default=None, ge=4, le=40)
-    anos_pm: int | None = Field(default=None, ge=0, le=30, description="Anos no programa")
+    ano: Annotated[int, Field(strict=True, ge=2000, le=2100), INTEGRAL] | None = Field(
+        default=None, description="Ciclo t do registro"
+    )
+    fase: Integer = Field(ge=0, le=7, description="Fase (0 = ALFA … 7). A fase 8 não tem PV.")
+    idade: Number | None = Field(default=None, ge=4, le=40)
+    anos_pm: Annotated[int, Field(strict=True, ge=0, le=30), INTEGRAL] | None = Field(
+        default=None, description="Anos no programa"
+    )
     pedra: Literal["Quartzo", "Ágata", "Ametista", "Topázio"] | None = None
     genero: Literal["Feminino", "Masculino"] | None = Field(
         default=None, description="Aceito e validado, mas não usado pelo modelo"
     )
     turma: str | None = Field(default=None, max_length=40)
-    inde: float = Field(ge=0, le=10, description="INDE do ciclo t")
-    iaa: float = Field(ge=0, le=10, description="Autoavaliação")
-    ieg: float = Field(ge=0, le=10, description="Engajamento")
-    ips: float = Field(ge=0, le=10, description="Psicossocial")
-    ipp: float = Field(ge=0, le=10, description="Psicopedagógico")
-    ida: float = Field(ge=0, le=10, description="Desempenho acadêmico")
-    ipv: float = Field(ge=0, le=10, description="Ponto de virada (indicador)")
-    ian: float = Field(ge=0, le=10, description="Adequação de nível")
-    pv: bool | None = Field(default=None, description="Atingiu o PV no próprio ciclo t")
+    inde: Number = Field(ge=0, le=10, description="INDE do ciclo t")
+    iaa: Number = Field(ge=0, le=10, description="Autoavaliação")
+    ieg: Number = Field(ge=0, le=10, description="Engajamento")
+    ips: Number = Field(ge=0, le=10, description="Psicossocial")
+    ipp: Number = Field(ge=0, le=10, description="Psicopedagógico")
+    ida: Number = Field(ge=0, le=10, description="Desempenho acadêmico")
+    ipv: Number = Field(ge=0, le=10, description="Ponto de virada (indicador)")
+    ian: Number = Field(ge=0, le=10, description="Adequação de nível")
+    pv: Boolean | None = Field(default=None, description="Atingiu o PV no próprio ciclo t")
     anterior: CicloAnterior | None = None
 
     @field_validator("pedra", mode="before")

@@ -20,6 +20,45 @@ from passos_magicos.settings import Settings
 API_TOKEN_HEADER = "X-API-Token"  # noqa: S105 - a header name, not a secret
 ADMIN_TOKEN_HEADER = "X-Admin-Token"  # noqa: S105
 
+# The OpenAPI security schemes (serving/contract.py attaches them to the operations that need
+# them, so that Swagger's "Authorize" and generated clients send the right token). One scheme per
+# credential and way of sending it; the checks below do the refusing.
+API_BEARER_SCHEME = "tokenDeApi"
+API_HEADER_SCHEME = "tokenDeApiNoCabecalho"
+TEAM_SCHEME = "tokenDaEquipe"
+ADMIN_SCHEME = "tokenAdmin"
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    API_BEARER_SCHEME: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Token de API (um dos API_TOKENS) em `Authorization: Bearer <token>`: "
+        "previsões, alunos, monitoramento, desempenho, versões do modelo, leitura de alertas e "
+        "de acompanhamentos (sem as notas). Sem API_TOKENS configurado esses endpoints ficam "
+        "desabilitados (403).",
+    },
+    API_HEADER_SCHEME: {
+        "type": "apiKey",
+        "in": "header",
+        "name": API_TOKEN_HEADER,
+        "description": f"O mesmo token de API no cabeçalho `{API_TOKEN_HEADER}` (tem precedência "
+        "sobre `Authorization`).",
+    },
+    TEAM_SCHEME: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Token da equipe (TEAM_TOKENS, `nome:token`) em `Authorization: Bearer "
+        "<token>`: lê (com as notas) e registra acompanhamentos; o nome vira o autor. Também "
+        f"aceito em `{API_TOKEN_HEADER}`.",
+    },
+    ADMIN_SCHEME: {
+        "type": "apiKey",
+        "in": "header",
+        "name": ADMIN_TOKEN_HEADER,
+        "description": "ADMIN_RELOAD_TOKEN: recarga do modelo e envio de alertas ao Slack. Sem "
+        "ele configurado esses endpoints ficam desabilitados (403).",
+    },
+}
+
 
 def _matches(candidate: str, tokens: list[str]) -> bool:
     matched = False
@@ -86,19 +125,18 @@ AdminToken = Depends(require_admin_token)
 
 # -- follow-ups: team tokens (write) and API tokens (read) -------------------------------------
 
-# Declared as security schemes so that OpenAPI shows them on the follow-up operations; the
-# checks below do the refusing (auto_error=False: our 401/403 messages, in Portuguese).
+# Extractors only (auto_error=False: our 401/403 messages, in Portuguese); the operations'
+# security requirements are SECURITY_SCHEMES, attached by serving/contract.py.
 TEAM_BEARER = HTTPBearer(
     auto_error=False,
-    scheme_name="token",
-    description="`Authorization: Bearer <token>`. Acompanhamentos: um token da equipe "
-    "(TEAM_TOKENS) lê e escreve; um token de API (API_TOKENS) só lê.",
+    scheme_name=TEAM_SCHEME,
+    description=SECURITY_SCHEMES[TEAM_SCHEME]["description"],
 )
 TOKEN_HEADER = APIKeyHeader(
     name=API_TOKEN_HEADER,
     auto_error=False,
-    scheme_name="tokenNoCabecalho",
-    description=f"O mesmo token em `{API_TOKEN_HEADER}`.",
+    scheme_name=API_HEADER_SCHEME,
+    description=SECURITY_SCHEMES[API_HEADER_SCHEME]["description"],
 )
 
 

@@ -35,7 +35,7 @@ def read_versions(settings: Settings) -> list[VersionRow]:
     """What `passos-magicos models` lists: every version of MLFLOW_MODEL_NAME."""
     from passos_magicos import registry
 
-    client = registry.configure(settings)
+    client = registry.client_for(settings)  # read from the API's threads: no global state
     return registry.list_versions(client, settings.MLFLOW_MODEL_NAME)
 
 

@@ -25,7 +25,7 @@ from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
 import passos_magicos
 from passos_magicos.features import CATEGORICAL, NUMERIC_INPUTS
-from passos_magicos.monitoring.reference import REFERENCE_FILE
+from passos_magicos.reference_profile import REFERENCE_FILE
 from passos_magicos.settings import Settings
 from passos_magicos.training.models import PontoViradaClassifier
 
@@ -193,10 +193,19 @@ def download_registered(settings: Settings, version: str, target: Path) -> dict[
     from passos_magicos import registry
 
     name = settings.MLFLOW_MODEL_NAME
-    client = registry.configure(settings)
+    # The API's poller calls this beside other code: explicit URIs, no process-wide MLflow state.
+    client = registry.client_for(settings)
+    uris = {"tracking_uri": settings.tracking_uri, "registry_uri": settings.tracking_uri}
     model_version = client.get_model_version(name, version)
     tags = model_version.tags
-    download_artifacts(artifact_uri=registry.model_uri(name, version=version), dst_path=str(target))
+    # The version's storage location, not `models:/…`: MLflow resolves that form with the
+    # process-wide registry URI whatever is passed here.
+    location = client.get_model_version_download_uri(name, version)
+    staging = target / ".download"
+    downloaded = Path(download_artifacts(artifact_uri=location, dst_path=str(staging), **uris))
+    for item in downloaded.iterdir():  # the files land in a folder named after the location's
+        item.rename(target / item.name)
+    shutil.rmtree(staging)
     run_metrics: dict[str, float] = {}
     if model_version.run_id:
         run_metrics = {
@@ -222,17 +231,17 @@ def download_registered(settings: Settings, version: str, target: Path) -> dict[
     if model_version.run_id and tags.get("monitoring.reference"):
         # The monitoring job finds the profile beside a local copy of the version it serves.
         reference = download_artifacts(
-            run_id=model_version.run_id, artifact_path=tags["monitoring.reference"]
+            run_id=model_version.run_id, artifact_path=tags["monitoring.reference"], **uris
         )
         profile = json.loads(Path(reference).read_text())
         profile["versao"] = version
         (target / REFERENCE_FILE).write_text(json.dumps(profile))
     if model_version.run_id:
-        _copy_backtest(model_version.run_id, target)
+        _copy_backtest(model_version.run_id, target, settings.tracking_uri)
     return metadata
 
 
-def _copy_backtest(run_id: str, target: Path) -> None:
+def _copy_backtest(run_id: str, target: Path, tracking_uri: str) -> None:
     """The run's backtest and fairness tables beside the model copy (absent for
     single-transition runs, and fairness for runs older than it)."""
     from mlflow.artifacts import download_artifacts
@@ -240,7 +249,9 @@ def _copy_backtest(run_id: str, target: Path) -> None:
 
     for artifact, name in ((BACKTEST_ARTIFACT, BACKTEST_FILE), (FAIRNESS_ARTIFACT, FAIRNESS_FILE)):
         try:
-            path = download_artifacts(run_id=run_id, artifact_path=artifact)
+            path = download_artifacts(
+                run_id=run_id, artifact_path=artifact, tracking_uri=tracking_uri
+            )
         except (MlflowException, OSError):
             continue
         shutil.copyfile(path, target / name)

@@ -14,8 +14,8 @@ from mlflow.data.pandas_dataset import from_pandas
 
 from passos_magicos import registry
 from passos_magicos.data.dataset import Dataset
-from passos_magicos.monitoring.reference import REFERENCE_ARTIFACT, REFERENCE_FILE
 from passos_magicos.progress import Echo
+from passos_magicos.reference_profile import REFERENCE_ARTIFACT, REFERENCE_FILE
 from passos_magicos.settings import Settings
 from passos_magicos.training.backtest import Backtest
 from passos_magicos.training.fairness import gate_flags

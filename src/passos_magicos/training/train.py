@@ -19,8 +19,8 @@ from passos_magicos.features import (
     check_leakage,
     cohorts,
 )
-from passos_magicos.monitoring.reference import build_reference
 from passos_magicos.progress import Echo, StageTimer, stderr_echo
+from passos_magicos.reference_profile import build_reference
 from passos_magicos.settings import Settings
 from passos_magicos.training.backtest import Backtest, run_backtest
 from passos_magicos.training.evaluation import (

@@ -13,7 +13,6 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
@@ -36,28 +35,13 @@ from passos_magicos.followups.schemas import (
 )
 from passos_magicos.followups.store import STATUS_LABELS, STATUSES, Followup, FollowupStoreError
 from passos_magicos.serving.deps import State
+from passos_magicos.serving.errors import Erro, ErroValidacao
 from passos_magicos.serving.security import FollowupReader, ReaderIsTeam, TeamMember
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["acompanhamentos"])
 T = TypeVar("T")
 MAX_ID = 2**31 - 1  # an INTEGER column on every backend
-
-
-class Erro(BaseModel):
-    detail: str = Field(description="O motivo, em português")
-    request_id: str
-
-
-class ErroCampo(BaseModel):
-    campo: str
-    erro: str
-
-
-class ErroValidacao(BaseModel):
-    detail: str = Field(description="`requisição inválida`")
-    erros: list[ErroCampo] = Field(description="Um item por campo inválido")
-    request_id: str
 
 
 def _error(description: str) -> dict[str, Any]:

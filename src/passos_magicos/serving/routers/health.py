@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import APIRouter, status
@@ -23,6 +24,7 @@ async def health() -> dict[str, str]:
     responses={503: {"description": "Modelo ainda não carregado"}},
 )
 async def ready(state: State) -> JSONResponse:
+    await state.runtime.ensure_fresh()
     model = state.runtime.current
     snapshot = state.features.snapshot
     body: dict[str, Any] = {
@@ -30,6 +32,7 @@ async def ready(state: State) -> JSONResponse:
         "modelo": None if model is None else {"versao": model.version, "fonte": model.source},
         "features_versao": None if snapshot is None else snapshot.meta.version,
         "erro": state.runtime.last_error,
+        "processo": os.getpid(),  # which worker answered (several per replica)
     }
     code = status.HTTP_200_OK if model is not None else status.HTTP_503_SERVICE_UNAVAILABLE
     return JSONResponse(body, status_code=code)

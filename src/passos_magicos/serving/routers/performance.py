@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -16,7 +16,7 @@ from passos_magicos.serving.cohort import IncompatibleFeaturesError
 from passos_magicos.serving.deps import State, model_or_503
 from passos_magicos.serving.schemas import ModeloUsado
 from passos_magicos.serving.scoring import model_block
-from passos_magicos.serving.security import ApiToken, check_api_token
+from passos_magicos.serving.security import ApiToken
 
 router = APIRouter(tags=["desempenho"])
 
@@ -253,6 +253,7 @@ def _finite(value: float) -> float | None:
 
 @router.get(
     "/model/performance",
+    dependencies=[ApiToken],
     response_model=DesempenhoEstimado,
     summary="Desempenho esperado da turma pontuada agora (antes dos desfechos)",
     description="Pontua os alunos do ciclo mais recente do feature store online com o modelo em "
@@ -266,9 +267,8 @@ def _finite(value: float) -> float | None:
         503: {"description": "Modelo não carregado, ou feature store vazio ou incompatível"},
     },
 )
-async def model_performance(request: Request, state: State) -> DesempenhoEstimado:
-    check_api_token(request, state.settings)
-    model = model_or_503(state)
+async def model_performance(state: State) -> DesempenhoEstimado:
+    model = model_or_503(state)  # after the token (a route dependency): 401/403 before 503
     snapshot = state.features.snapshot
     if snapshot is None:
         raise HTTPException(

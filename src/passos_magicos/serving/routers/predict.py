@@ -1,4 +1,5 @@
-"""Predictions: one record, a batch, or students by id from the online feature store."""
+"""Predictions: one record, a batch, students by id from the online feature store, or the
+roster of a cycle (scored once per model and feature-store version: serving/roster.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,19 @@ from pydantic import TypeAdapter, ValidationError
 
 from passos_magicos.feature_store.online import (
     AmbiguousStudentError,
-    FeatureStoreEmptyError,
+    FeatureSnapshot,
     StudentFeatures,
     UnknownStudentError,
 )
 from passos_magicos.serving.deps import AppState, model_or_503
 from passos_magicos.serving.errors import field_errors, request_id
+from passos_magicos.serving.roster import (
+    ALL_CYCLES,
+    log_view,
+    profile,
+    select_cycles,
+    view_bodies,
+)
 from passos_magicos.serving.runtime import LoadedModel
 from passos_magicos.serving.schemas import (
     LoteEntrada,
@@ -43,6 +51,7 @@ async def scoring(request: Request) -> Scoring:
     tens of microseconds. The token is checked before the model (401/403 before 503)."""
     state: AppState = request.app.state.passos
     check_api_token(request, state.settings)
+    await state.runtime.ensure_fresh()  # another worker reloaded: reload here first
     return Scoring(state, model_or_503(state))
 
 
@@ -162,11 +171,16 @@ def _compatible(state: AppState, model: LoadedModel) -> None:
         )
 
 
-def _student(state: AppState, key: str) -> StudentFeatures:
+def _snapshot(state: AppState) -> FeatureSnapshot:
+    snapshot = state.features.snapshot
+    if snapshot is None:
+        raise _store_empty()
+    return snapshot
+
+
+def _student(snapshot: FeatureSnapshot, key: str) -> StudentFeatures:
     try:
-        return state.features.resolve(key)
-    except FeatureStoreEmptyError as exc:
-        raise _store_empty() from exc
+        return snapshot.resolve(key)
     except UnknownStudentError as exc:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
@@ -177,17 +191,6 @@ def _student(state: AppState, key: str) -> StudentFeatures:
             status.HTTP_409_CONFLICT,
             f"número {key!r} é ambíguo: use um destes ids: {', '.join(exc.candidates)}",
         ) from exc
-
-
-def _profile(student: StudentFeatures) -> dict[str, Any]:
-    """What the dashboard filters on, from the same snapshot as the features."""
-    fase, pedra = student.features.get("fase"), student.features.get("pedra")
-    return {
-        "fase": int(fase) if isinstance(fase, int | float) else None,
-        "turma": student.turma,
-        "pedra": pedra if isinstance(pedra, str) else None,
-        "genero": student.genero,
-    }
 
 
 @router.get(
@@ -210,7 +213,8 @@ async def predict_student(
 ) -> FastJSON:
     state, model = ctx.state, ctx.model
     _compatible(state, model)
-    student = _student(state, aluno_id)
+    snapshot = _snapshot(state)
+    student = _student(snapshot, aluno_id)
     bodies = score(
         model,
         [dict(student.features)],
@@ -221,6 +225,7 @@ async def predict_student(
         ids=[student.aluno_id],
         cycles=[student.ano],
         explain=explicar,
+        features_version=snapshot.meta.version,
     )
     return FastJSON(bodies[0])
 
@@ -230,49 +235,81 @@ async def predict_student(
     response_model=PrevisaoAlunos,
     summary="Previsões para vários alunos do feature store",
     description="`aluno_ids=1,2,RA-3` (até ALUNOS_LIMIT ids; ids desconhecidos e ambíguos são "
-    "listados sem derrubar os outros). Sem `aluno_ids`: todos os alunos do feature store, do "
-    "mais provável ao menos provável de atingir o PV. Cada previsão traz o `perfil` do aluno "
-    "(fase, turma, pedra, gênero) para filtrar sem outra chamada.",
+    "listados sem derrubar os outros; cada um registrado no log). Sem `aluno_ids`: a lista dos "
+    "alunos do ciclo mais recente do feature store, do mais provável ao menos provável de "
+    "atingir o PV; `ciclo=2023` dá a lista dos alunos cujo último registro é de 2023 (que "
+    "saíram do programa depois), `ciclo=todos` junta todos os ciclos. A lista é pontuada uma "
+    "vez por versão do modelo e do feature store e entra no log uma só vez; consultá-la de novo "
+    "não registra previsões. Cada previsão traz o `perfil` do aluno (fase, turma, pedra, "
+    "gênero) para filtrar sem outra chamada.",
     responses={**AUTH_ERRORS, 413: {"description": "Ids demais"}},
 )
 async def predict_students(
     request: Request,
     ctx: Context,
     aluno_ids: Annotated[
-        str | None, Query(max_length=20_000, description="Ids separados por vírgula")
+        str | None,
+        # The ids' own characters only: ASCII, so the URL stays under the server's 64 KiB.
+        Query(
+            max_length=20_000,
+            pattern=r"^[A-Za-z0-9_, -]*$",
+            description="Ids separados por vírgula",
+        ),
     ] = None,
     explicar: Annotated[bool, EXPLAIN] = False,
+    ciclo: Annotated[
+        str | None,
+        Query(
+            pattern=rf"^(\d{{4}}|{ALL_CYCLES})$",
+            description="Sem `aluno_ids`: o ciclo da lista (padrão: o mais recente), ou "
+            f"`{ALL_CYCLES}`",
+        ),
+    ] = None,
 ) -> FastJSON:
     state, model = ctx.state, ctx.model
-    snapshot = state.features.snapshot
-    if snapshot is None:
-        raise _store_empty()
+    snapshot = _snapshot(state)
     _compatible(state, model)
+    rid = request_id(request)
+    if aluno_ids is None:
+        cycles = select_cycles(snapshot, ciclo)
+        rosters = [
+            state.rosters.get(model, snapshot, c, request_id=rid, log=state.prediction_log)
+            for c in cycles
+        ]
+        bodies = view_bodies(rosters, rid, model, explicar)
+        log_view(
+            state.prediction_log,
+            request_id=rid,
+            model=model,
+            snapshot=snapshot,
+            cycles=cycles,
+            students=len(bodies),
+            started=_started(request),
+        )
+        return FastJSON(
+            {"request_id": rid, "previsoes": bodies, "desconhecidos": [], "ambiguos": {}}
+        )
     unknown: list[str] = []
     ambiguous: dict[str, list[str]] = {}
-    if aluno_ids is None:
-        students = list(snapshot.students.values())
-    else:
-        keys = [k.strip() for k in aluno_ids.split(",") if k.strip()]
-        limit = state.settings.ALUNOS_LIMIT
-        if len(keys) > limit:
-            raise HTTPException(
-                status.HTTP_413_CONTENT_TOO_LARGE, f"{len(keys)} ids; o limite é {limit}"
-            )
-        students, seen = [], set()
-        for key in keys:
-            try:
-                student = snapshot.resolve(key)
-            except AmbiguousStudentError as exc:
-                ambiguous[key] = list(exc.candidates)
-                continue
-            except UnknownStudentError:
-                unknown.append(key)
-                continue
-            if student.aluno_id not in seen:
-                seen.add(student.aluno_id)
-                students.append(student)
-    rid = request_id(request)
+    keys = [k.strip() for k in aluno_ids.split(",") if k.strip()]
+    limit = state.settings.ALUNOS_LIMIT
+    if len(keys) > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, f"{len(keys)} ids; o limite é {limit}"
+        )
+    students, seen = [], set()
+    for key in keys:
+        try:
+            student = snapshot.resolve(key)
+        except AmbiguousStudentError as exc:
+            ambiguous[key] = list(exc.candidates)
+            continue
+        except UnknownStudentError:
+            unknown.append(key)
+            continue
+        if student.aluno_id not in seen:
+            seen.add(student.aluno_id)
+            students.append(student)
     bodies = (
         score(
             model,
@@ -284,14 +321,13 @@ async def predict_students(
             ids=[s.aluno_id for s in students],
             cycles=[s.ano for s in students],
             explain=explicar,
+            features_version=snapshot.meta.version,
         )
         if students
         else []
     )
     for body, student in zip(bodies, students, strict=True):
-        body["perfil"] = _profile(student)
-    if aluno_ids is None:
-        bodies.sort(key=lambda b: (-b["probabilidade_pv"], b["aluno_id"]))
+        body["perfil"] = profile(student)
     return FastJSON(
         {"request_id": rid, "previsoes": bodies, "desconhecidos": unknown, "ambiguos": ambiguous}
     )
