@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Final, NamedTuple
+from typing import Any, Final
 
 import numpy as np
 
@@ -41,29 +41,24 @@ _PREVIOUS: Final = np.asarray(
 )
 
 
-class Factor(NamedTuple):
-    """Immutable like a frozen dataclass, built ~5× faster (five per prediction)."""
-
-    fator: str
-    descricao: str
-    valor: float | str | None
-    referencia: float | str | None
-    impacto: float  # change in probability (0-1) this input caused vs the reference
-    efeito: str  # "aumenta" | "diminui"
-
-    @property
-    def texto(self) -> str:
-        pontos = abs(self.impacto) * 100
-        verbo = "aumenta" if self.impacto > 0 else "diminui"
-        if self.fator == "historico":
-            return f"A {self.descricao} {verbo} a chance em {pontos:.0f} ponto(s) percentual(is)."
-        return (
-            f"{self.descricao[0].upper()}{self.descricao[1:]} = {_show(self.valor)} (típico: "
-            f"{_show(self.referencia)}) {verbo} a chance em {pontos:.0f} ponto(s) percentual(is)."
-        )
+Factor = dict[str, Any]  # the `Fator` body of the API: fator, descricao, valor, … texto
 
 
-def _show(value: float | str | None) -> str:
+Shown = float | str | None
+
+
+def _text(name: str, label: str, value: Shown, ref: Shown, impact: float) -> str:
+    pontos = abs(impact) * 100
+    verbo = "aumenta" if impact > 0 else "diminui"
+    if name == "historico":
+        return f"A {label} {verbo} a chance em {pontos:.0f} ponto(s) percentual(is)."
+    return (
+        f"{label[0].upper()}{label[1:]} = {_show(value)} (típico: "
+        f"{_show(ref)}) {verbo} a chance em {pontos:.0f} ponto(s) percentual(is)."
+    )
+
+
+def _show(value: Shown) -> str:
     if value is None:
         return "não informado"
     if isinstance(value, float):
@@ -110,6 +105,13 @@ class Explainer:
         n, block = len(raw), len(self.groups) + 1
         variants = np.where(self._mask, self._reference, raw[:, None, :])
         variants = variants.reshape(n * block, raw.shape[1])
+        if n == 1:  # the request path: a dozen floats sort faster in Python than in numpy
+            own, *others = self.predict(variants).tolist()
+            impacts_row = [own - other for other in others]
+            # Stable, like numpy's sort of so few values (an insertion sort).
+            order = sorted(range(len(impacts_row)), key=lambda k: -abs(impacts_row[k]))
+            top = self._top(raw[0].tolist(), impacts_row, order[:TOP_FACTORS])
+            return np.asarray([own]), [top]
         scores = self.predict(variants).reshape(n, block)
         probabilities = scores[:, 0].copy()
         impacts = scores[:, :1] - scores[:, 1:]
@@ -134,15 +136,18 @@ class Explainer:
                 own = raw_row[column]
                 if not math.isnan(own):
                     value = _pedra(own) if name == "pedra" else own
+            rounded = round(impact, 4)
+            # The API's body, built once here (no intermediate object: five per request).
             factors.append(
-                Factor(
-                    fator=name,
-                    descricao=label,
-                    valor=value,
-                    referencia=ref,
-                    impacto=round(impact, 4),
-                    efeito="aumenta" if impact > 0 else "diminui",
-                )
+                {
+                    "fator": name,
+                    "descricao": label,
+                    "valor": value,
+                    "referencia": ref,
+                    "impacto": rounded,
+                    "efeito": "aumenta" if impact > 0 else "diminui",
+                    "texto": _text(name, label, value, ref, rounded),
+                }
             )
         return factors
 

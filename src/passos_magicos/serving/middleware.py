@@ -30,18 +30,25 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        given_id, declared = b"", None
+        for name, value in scope.get("headers") or ():  # the last one wins, as in a dict
+            if name == b"x-request-id":
+                given_id = value
+            elif name == b"content-length":
+                declared = value
+        given = given_id.decode("latin-1")
         request_id = given if _VALID_ID.match(given) else f"{_PREFIX}{next(_COUNTER):08x}"
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["started"] = time.perf_counter()
         header_id = (b"x-request-id", request_id.encode())
 
-        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._too_large(send, request_id, header_id)
             return
+        # A declared length within the limit is all the server reads (the HTTP parser stops
+        # there): only a body without one (chunked) needs counting as it arrives.
+        counted = receive if declared is not None and declared.isdigit() else None
 
         received = 0
         response_started = False
@@ -63,7 +70,7 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_with_id)
+            await self.app(scope, counted or limited_receive, send_with_id)
         except BodyTooLargeError:
             if not response_started:
                 await self._too_large(send, request_id, header_id)

@@ -37,7 +37,7 @@ from passos_magicos.serving.prediction_log import (
     utc_timestamp,
 )
 from passos_magicos.serving.runtime import LoadedModel
-from passos_magicos.serving.scoring import factor_dicts, model_block
+from passos_magicos.serving.scoring import model_block
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def view_bodies(
         raw = encode_inputs([dict(student.features) for _, student in pairs])
         _, factors = model.predict_and_explain(raw)
         for body, found in zip(bodies, factors, strict=True):
-            body["fatores"] = factor_dicts(found)
+            body["fatores"] = found
     return bodies
 
 

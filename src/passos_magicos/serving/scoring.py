@@ -16,6 +16,7 @@ from fastapi._compat import ModelField
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from fastapi.telemetry import get_telemetry_data
+from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
 from passos_magicos.serving.compiled import encode_inputs
@@ -34,7 +35,25 @@ _last_loss_warning = -LOSS_WARNING_SECONDS
 
 
 class OrjsonRequest(Request):
-    """Request bodies parsed by orjson (a batch of 1,000 records parses ~3× faster)."""
+    """Request bodies parsed by orjson (a batch of 1,000 records parses ~3× faster), read
+    without Starlette's async generator (the same messages, the same errors)."""
+
+    async def body(self) -> bytes:
+        if not hasattr(self, "_body"):
+            if self._stream_consumed:
+                raise RuntimeError("Stream consumed")
+            chunks: list[bytes] = []
+            while not self._stream_consumed:
+                message = await self._receive()
+                if message["type"] == "http.request":
+                    chunks.append(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        self._stream_consumed = True
+                elif message["type"] == "http.disconnect":
+                    self._is_disconnected = True
+                    raise ClientDisconnect
+            self._body = b"".join(chunks)
+        return self._body
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
@@ -222,21 +241,6 @@ def model_block(model: LoadedModel) -> dict[str, Any]:
     }
 
 
-def factor_dicts(factors: list[Factor]) -> list[dict[str, Any]]:
-    return [
-        {
-            "fator": f.fator,
-            "descricao": f.descricao,
-            "valor": f.valor,
-            "referencia": f.referencia,
-            "impacto": f.impacto,
-            "efeito": f.efeito,
-            "texto": f.texto,
-        }
-        for f in factors
-    ]
-
-
 def score(
     model: LoadedModel,
     inputs: Sequence[dict[str, Any]],
@@ -281,7 +285,7 @@ def score(
             "modelo": block,
         }
         if factors is not None:
-            body["fatores"] = factor_dicts(factors[i])
+            body["fatores"] = factors[i]
         bodies.append(body)
         record: PredictionRecord = {
             "ts": ts,

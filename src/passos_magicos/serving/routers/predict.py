@@ -4,8 +4,7 @@ roster of a cycle (scored once per model and feature-store version: serving/rost
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from pydantic import TypeAdapter, ValidationError
@@ -40,8 +39,7 @@ router = APIRouter(tags=["previsões"], route_class=OrjsonRoute)
 RECORDS = TypeAdapter(list[RegistroAluno])
 
 
-@dataclass(frozen=True)
-class Scoring:
+class Scoring(NamedTuple):  # built on every prediction: a tuple is the cheapest
     state: AppState
     model: LoadedModel
 
