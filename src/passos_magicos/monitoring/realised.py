@@ -46,8 +46,8 @@ from passos_magicos.performance_history import (
     RealisedStudent,
     utc_now_iso,
 )
+from passos_magicos.prediction_records import ReadStats, iter_records
 from passos_magicos.progress import Echo, stderr_echo
-from passos_magicos.serving.prediction_log import ReadStats, iter_records
 from passos_magicos.settings import Settings
 
 CHECK_NAME: Final = "desempenho_realizado"

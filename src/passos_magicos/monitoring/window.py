@@ -28,7 +28,7 @@ import pyarrow.json as pa_json
 from numpy.typing import NDArray
 
 from passos_magicos.features import CATEGORICAL
-from passos_magicos.serving.prediction_log import (
+from passos_magicos.prediction_records import (
     KIND_INVALID,
     KIND_ROSTER,
     KIND_VIEW,

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from passos_magicos.serving.prediction_log import (
+from passos_magicos.prediction_records import (
     KIND_INVALID,
     KIND_ROSTER,
     KIND_VIEW,

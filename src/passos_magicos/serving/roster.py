@@ -26,16 +26,14 @@ from typing import Any, Final
 import numpy as np
 
 from passos_magicos.feature_store.online import FeatureSnapshot, StudentFeatures
-from passos_magicos.serving.compiled import encode_inputs
-from passos_magicos.serving.prediction_log import (
+from passos_magicos.prediction_records import (
     KIND_ROSTER,
     KIND_VIEW,
-    LogWriteError,
-    PredictionLog,
     PredictionRecord,
     RosterViewRecord,
-    utc_timestamp,
 )
+from passos_magicos.serving.compiled import encode_inputs
+from passos_magicos.serving.prediction_log import LogWriteError, PredictionLog, utc_timestamp
 from passos_magicos.serving.runtime import LoadedModel
 from passos_magicos.serving.scoring import model_block
 

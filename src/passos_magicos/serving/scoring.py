@@ -19,14 +19,10 @@ from fastapi.telemetry import get_telemetry_data
 from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
+from passos_magicos.prediction_records import PredictionRecord
 from passos_magicos.serving.compiled import encode_inputs
 from passos_magicos.serving.explain import Factor
-from passos_magicos.serving.prediction_log import (
-    LogWriteError,
-    PredictionLog,
-    PredictionRecord,
-    utc_timestamp,
-)
+from passos_magicos.serving.prediction_log import LogWriteError, PredictionLog, utc_timestamp
 from passos_magicos.serving.runtime import LoadedModel
 
 logger = logging.getLogger(__name__)
