@@ -497,3 +497,32 @@ def test_cache_start_is_idempotent_and_checks_the_interval(store: OnlineStore) -
     cache.stop()
     assert thread is not None
     assert not thread.is_alive()
+
+
+def test_a_failed_first_load_is_retried_soon_not_after_the_interval(
+    store: OnlineStore, frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pod whose database is not up yet (or whose first read fails) gets its features within
+    about a second, not after a whole FEATURE_REFRESH_SECONDS (30 in the manifests)."""
+    store.materialize(frame, "1")
+    real = store.active_version
+    failures = {"left": 2}
+
+    def first_reads_fail() -> int | None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("banco ainda subindo")
+        return real()
+
+    monkeypatch.setattr(store, "active_version", first_reads_fail)
+    cache = CachedOnlineFeatures(store)
+    cache.start(interval_seconds=60)
+    try:
+        assert cache.snapshot is None and cache.last_error is not None
+        deadline = time.monotonic() + 10
+        while cache.snapshot is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cache.snapshot is not None and cache.snapshot.meta.version == 1
+        assert cache.last_error is None
+    finally:
+        cache.stop()

@@ -608,6 +608,9 @@ def _install_sqlite_transactions(engine: Engine) -> None:
 # In-memory cache for the API
 
 
+FIRST_LOAD_RETRY_SECONDS: Final = 1.0
+
+
 class CachedOnlineFeatures:
     """The active feature set in memory; lookups never touch the database.
 
@@ -664,7 +667,11 @@ class CachedOnlineFeatures:
             self.last_error = None
 
     def start(self, interval_seconds: float) -> None:
-        """Load now (errors are logged, not raised) and keep refreshing in a daemon thread."""
+        """Load now (errors are logged, not raised) and keep refreshing in a daemon thread.
+
+        Until a first snapshot is loaded (database not up yet at a pod's start, a failed first
+        read), it tries every FIRST_LOAD_RETRY_SECONDS instead of waiting a whole interval:
+        without it, every student lookup answers 503."""
         if interval_seconds <= 0:
             raise ValueError("o intervalo de atualização deve ser positivo")
         if self._thread is not None and self._thread.is_alive():
@@ -673,7 +680,11 @@ class CachedOnlineFeatures:
         self._refresh_logged()
 
         def loop() -> None:
-            while not self._stop.wait(interval_seconds):
+            while not self._stop.wait(
+                interval_seconds
+                if self._snapshot is not None
+                else min(interval_seconds, FIRST_LOAD_RETRY_SECONDS)
+            ):
                 self._refresh_logged()
 
         self._thread = threading.Thread(target=loop, name="feature-refresh", daemon=True)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import sqlalchemy.orm  # noqa: F401 - imported before the app's threads start (see lifespan)
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -135,6 +136,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.warning("API_TOKENS não configurado: endpoints de previsão desabilitados")
         for problem in settings.team_token_problems:
             logger.warning(problem)
+        # The features' first (synchronous) load before any thread starts: the threads below
+        # import MLflow, Alembic and SQLAlchemy's ORM lazily, and two threads importing the
+        # same package at once can see it half-initialised (seen: the first load failed, and
+        # every student lookup answered 503 until the next refresh).
+        state.features.start(settings.FEATURE_REFRESH_SECONDS)
         threading.Thread(
             target=_migrate_followups,
             args=(state.followups,),
@@ -143,7 +149,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ).start()
         state.runtime.start()
         state.losses.start()
-        state.features.start(settings.FEATURE_REFRESH_SECONDS)
         # Read an existing (possibly large) log now, not on the first GET /metrics.
         threading.Thread(target=state.metrics.refresh, name="metrics-warmup", daemon=True).start()
         try:
