@@ -3,13 +3,13 @@ prediction log, metrics and alerts, then the routers (one per resource)."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import sqlalchemy.orm  # noqa: F401 - imported before the app's threads start (see lifespan)
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -125,6 +125,21 @@ def _migrate_followups(store: FollowupStore) -> None:
         logger.warning("%s: nova tentativa na próxima requisição", exc)
 
 
+def _import_before_threads(settings: Settings) -> None:
+    """Import, in the main thread, the packages the start-up threads import lazily.
+
+    Two threads importing the same package with internal import cycles at once can get it
+    half-initialised (CPython's import deadlock avoidance). Seen in CI: the follow-ups
+    migration and the model's load both importing Alembic (MLflow uses it), and the features'
+    load importing SQLAlchemy's ORM: the model fell back to the local copy, or every student
+    lookup answered 503."""
+    modules = ["sqlalchemy.orm", "alembic.command", "alembic.runtime.environment"]
+    if settings.MLFLOW_ENABLED and settings.MODEL_SOURCE != "local":
+        modules.append("passos_magicos.registry")  # MLflow: ~1 s, paid by the load anyway
+    for module in modules:
+        importlib.import_module(module)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -136,10 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.warning("API_TOKENS não configurado: endpoints de previsão desabilitados")
         for problem in settings.team_token_problems:
             logger.warning(problem)
-        # The features' first (synchronous) load before any thread starts: the threads below
-        # import MLflow, Alembic and SQLAlchemy's ORM lazily, and two threads importing the
-        # same package at once can see it half-initialised (seen: the first load failed, and
-        # every student lookup answered 503 until the next refresh).
+        _import_before_threads(settings)
         state.features.start(settings.FEATURE_REFRESH_SECONDS)
         threading.Thread(
             target=_migrate_followups,
