@@ -7,6 +7,7 @@ as an integer, and records built from spreadsheets often carry one)."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Strict
@@ -26,3 +27,15 @@ Boolean = Annotated[bool, Strict()]
 #     Annotated[int, Field(strict=True, ge=0, le=30), INTEGRAL] | None
 # (`Integer | None = Field(ge=0)` validates the same, but Pydantic then writes the bounds into
 # the OpenAPI document as `ge`/`le` instead of `minimum`/`maximum`, and clients ignore them.)
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf (a metric that could not be computed) → None, in nested dicts and lists: JSON
+    has no NaN, and a document read from a model's artefacts may hold one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value

@@ -5,12 +5,11 @@ year and group — aggregate figures only, never a student's record."""
 from __future__ import annotations
 
 import logging
-import math
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field, ValidationError
 
+from passos_magicos.json_types import json_safe
 from passos_magicos.serving.deps import Model
 
 router = APIRouter(tags=["modelo"])
@@ -95,16 +94,6 @@ class EquidadeModelo(BaseModel):
     anos: list[AnoEquidade] = Field(description="Um item por ano do backtest, do mais antigo")
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 @router.get(
     "/model/fairness",
     response_model=EquidadeModelo,
@@ -129,7 +118,7 @@ async def model_fairness(model: Model) -> EquidadeModelo:
         )
     try:
         return EquidadeModelo.model_validate(
-            _json_safe(document) | {"nome": model.name, "versao": model.version}
+            json_safe(document) | {"nome": model.name, "versao": model.version}
         )
     except ValidationError as exc:
         logger.warning("fairness report of v%s not understood: %s", model.version, exc)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field, ValidationError
 
+from passos_magicos.json_types import json_safe
 from passos_magicos.serving.deps import Model, State
 from passos_magicos.serving.runtime import LoadedModel
 from passos_magicos.serving.security import ApiToken
@@ -202,17 +203,6 @@ class BacktestModelo(BaseModel):
     anos: list[AnoBacktest] = Field(description="Um item por transição testada, da mais antiga")
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN/inf (a metric that could not be computed) → None: JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 @router.get(
     "/model/backtest",
     response_model=BacktestModelo,
@@ -235,7 +225,7 @@ async def model_backtest(model: Model) -> BacktestModelo:
         )
     try:
         return BacktestModelo.model_validate(
-            _json_safe(document)
+            json_safe(document)
             | {"nome": model.name, "versao": model.version, "referencias": dict(BASELINES)}
         )
     except ValidationError as exc:
