@@ -602,7 +602,8 @@ def followups_migrate(
     trava, então várias réplicas podem rodar ao mesmo tempo)."""
     import sqlalchemy as sa
 
-    from passos_magicos.followups.store import current_revision, make_engine, migrate
+    from passos_magicos.database import make_engine
+    from passos_magicos.followups.store import current_revision, migrate
 
     settings = _settings()
     engine = make_engine(settings.followups_store_url)

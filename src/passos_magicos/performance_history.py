@@ -20,16 +20,14 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 
-from passos_magicos.database import create_tables
+from passos_magicos.database import create_tables, make_engine
 
-SQLITE_BUSY_SECONDS: Final = 30.0
 INSERT_CHUNK: Final = 500  # rows per executemany: bounded statements on both backends
 
 METADATA = sa.MetaData()
@@ -122,15 +120,8 @@ class PerformanceHistory:
     history's tables; concurrent creators are tolerated)."""
 
     def __init__(self, url: str) -> None:
-        parsed = make_url(url)
-        self.dialect = parsed.get_backend_name()
-        if self.dialect == "sqlite":
-            database = parsed.database
-            if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
-        else:
-            self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self.dialect = make_url(url).get_backend_name()
+        self.engine = make_engine(url)
         create_tables(METADATA, self.engine)
 
     def dispose(self) -> None:

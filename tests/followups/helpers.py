@@ -14,13 +14,13 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from passos_magicos.database import make_engine
 from passos_magicos.followups.store import (
     FOLLOWUPS,
     HEAD,
     VERSION_TABLE,
     FollowupStore,
     current_revision,
-    make_engine,
     migrate,
 )
 
@@ -114,7 +114,8 @@ def assert_upgrade_kept_every_record(url: str) -> None:
 MIGRATE_SCRIPT = """
 import sys, time
 from alembic.runtime.migration import MigrationContext
-from passos_magicos.followups.store import make_engine, migrate
+from passos_magicos.database import make_engine
+from passos_magicos.followups.store import migrate
 read_heads = MigrationContext.get_current_heads
 def slow_heads(self):
     heads = read_heads(self)

@@ -13,10 +13,10 @@ from alembic.script import ScriptDirectory
 from typer.testing import CliRunner
 
 from passos_magicos.cli import app
+from passos_magicos.database import make_engine
 from passos_magicos.followups.store import (
     HEAD,
     MIGRATIONS_DIR,
-    make_engine,
 )
 from passos_magicos.settings import get_settings
 from tests.followups.helpers import (

@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from passos_magicos.followups.store import FOLLOWUPS, make_engine
+from passos_magicos.database import make_engine
+from passos_magicos.followups.store import FOLLOWUPS
 from passos_magicos.serving.security import team_member
 from passos_magicos.settings import Settings
 from tests.followups.helpers import ANA, BIA, TEAM_TOKENS, round_trip

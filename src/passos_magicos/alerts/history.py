@@ -22,18 +22,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
 from passos_magicos.alerts.findings import KEY_CHARS
-from passos_magicos.database import create_tables
+from passos_magicos.database import create_tables, make_engine
 
 T = TypeVar("T")
-
-SQLITE_BUSY_SECONDS: Final = 30.0
 
 METADATA = sa.MetaData()
 ALERT_EVENTS = sa.Table(
@@ -156,14 +153,8 @@ def from_iso(value: str) -> datetime:
 class AlertHistory:
     def __init__(self, url: str) -> None:
         self.dialect = make_url(url).get_backend_name()
-        if self.dialect == "sqlite":
-            database = make_url(url).database
-            if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
-            _install_sqlite_transactions(self.engine)
-        else:
-            self.engine = sa.create_engine(url, pool_pre_ping=True)
+        # The journal mode is left alone: the history may sit on a shared volume (no WAL).
+        self.engine = make_engine(url)
         create_tables(METADATA, self.engine)
 
     def dispose(self) -> None:
@@ -383,22 +374,3 @@ def _state_from_row(row: Any) -> AlertState:
         updated_at=from_iso(row["updated_at"]),
         claimed_until=from_iso(row["claimed_until"]) if row["claimed_until"] else None,
     )
-
-
-def _install_sqlite_transactions(engine: sa.Engine) -> None:
-    """Real transactions on SQLite: the sqlite3 module does not BEGIN before a SELECT, so a
-    read-modify-write would not be atomic; here every transaction starts with our own BEGIN
-    (DEFERRED for reads, IMMEDIATE for writes). The journal mode is left alone: the store may
-    sit on a shared volume, where WAL is not safe."""
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_SECONDS * 1000)}")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")

@@ -31,7 +31,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Generic, TypeVar
 
@@ -45,9 +44,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     delete,
-    event,
     exc,
     func,
     insert,
@@ -57,6 +54,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
+from passos_magicos.database import make_engine
 from passos_magicos.feature_store.offline import rows_per_year
 from passos_magicos.features import (
     FUTURE_SUFFIXES,
@@ -76,7 +74,6 @@ FEATURE_SET_VERSION: Final = (
 )
 """Identifies the ordered list of feature columns this code writes and the model expects."""
 
-SQLITE_BUSY_SECONDS: Final = 30.0
 _READ_ATTEMPTS: Final = 5
 _ID_PATTERN: Final = re.compile(r"^\s*([A-Za-z]+)\s*-\s*0*(\d+)\s*$")
 _NUMBER_PATTERN: Final = re.compile(r"^\s*0*(\d+)\s*$")
@@ -359,12 +356,8 @@ class OnlineStore:
                 raise ValueError(
                     "a loja online em SQLite precisa de um arquivo (ex.: sqlite:///dados/online.db)"
                 )
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
-            _install_sqlite_transactions(self.engine)
-        else:
-            # pre_ping: API replicas outlive database restarts and failovers.
-            self.engine = create_engine(url, pool_pre_ping=True)
+        # WAL: the API's refresh reads never block a materialisation (a pod's own volume).
+        self.engine: Engine = make_engine(url, sqlite_wal=True)
 
     def __repr__(self) -> str:
         return f"OnlineStore({make_url(self.url).render_as_string(hide_password=True)!r})"
@@ -582,26 +575,6 @@ def _student(row: Any) -> StudentFeatures:
         genero=row.genero,
         features=json.loads(row.features),
     )
-
-
-def _install_sqlite_transactions(engine: Engine) -> None:
-    """Real transactions on SQLite (the sqlite3 module does not BEGIN before a SELECT, so two
-    reads would see two different states), WAL so readers never block the writer, and a busy
-    timeout so that the writer and readers wait for each other instead of failing."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_SECONDS * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 # ---------------------------------------------------------------------------------------------

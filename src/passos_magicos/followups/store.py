@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine
+
+from passos_magicos.database import make_engine
 
 VERSION_TABLE: Final = "acompanhamentos_alembic_version"
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 HEAD: Final = "0002"  # the newest revision under migrations/versions (a test keeps them equal)
-SQLITE_BUSY_SECONDS: Final = 30.0
 PG_LOCK_KEY: Final = 0x5041_5353_4F53_4601  # "PASSOS" + 1: this schema's advisory lock
 
 STATUSES: Final = ("planejado", "em_andamento", "concluido", "cancelado")
@@ -82,34 +82,6 @@ class Followup:
 
 def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def make_engine(url: str) -> Engine:
-    """An engine with real transactions on SQLite (we emit BEGIN; writes take the write lock
-    up front) and statement parameters hidden from every error message and log."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
-    database = parsed.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, hide_parameters=True
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # no implicit transactions: see _on_begin
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_SECONDS * 1000)}")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
-
-    return engine
 
 
 @contextmanager
