@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -125,19 +125,18 @@ def _migrate_followups(store: FollowupStore) -> None:
         logger.warning("%s: nova tentativa na próxima requisição", exc)
 
 
-def _import_before_threads(settings: Settings) -> None:
-    """Import, in the main thread, the packages the start-up threads import lazily.
+IMPORTED_BEFORE_THREADS: Final = (
+    "sqlalchemy.orm",
+    "alembic.command",
+    "alembic.runtime.environment",
+    "passos_magicos.registry",  # MLflow itself is already loaded by this module's imports
+)
+"""Packages the start-up threads would import lazily, imported first in the main thread (~0.1 s).
 
-    Two threads importing the same package with internal import cycles at once can get it
-    half-initialised (CPython's import deadlock avoidance). Seen in CI: the follow-ups
-    migration and the model's load both importing Alembic (MLflow uses it), and the features'
-    load importing SQLAlchemy's ORM: the model fell back to the local copy, or every student
-    lookup answered 503."""
-    modules = ["sqlalchemy.orm", "alembic.command", "alembic.runtime.environment"]
-    if settings.MLFLOW_ENABLED and settings.MODEL_SOURCE != "local":
-        modules.append("passos_magicos.registry")  # MLflow: ~1 s, paid by the load anyway
-    for module in modules:
-        importlib.import_module(module)
+Two threads importing a package with internal import cycles at once can get it half-initialised
+(CPython's import deadlock avoidance). Seen in CI: the follow-ups migration and the model's load
+both importing Alembic (MLflow uses it), and the features' load importing SQLAlchemy's ORM: the
+model fell back to the local copy, or every student lookup answered 503."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -151,7 +150,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.warning("API_TOKENS não configurado: endpoints de previsão desabilitados")
         for problem in settings.team_token_problems:
             logger.warning(problem)
-        _import_before_threads(settings)
+        for module in IMPORTED_BEFORE_THREADS:
+            importlib.import_module(module)
         state.features.start(settings.FEATURE_REFRESH_SECONDS)
         threading.Thread(
             target=_migrate_followups,
